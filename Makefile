@@ -1,0 +1,38 @@
+# Front door. `make demo`: set up + train/enhance/evaluate on the synthetic demo corpus (CPU, minutes).
+#             `make test`: set up + run the test suite. Both are idempotent: done work is skipped.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+RUN    ?= outputs/demo/quickstart
+DEMO   ?= data/demo
+
+.PHONY: setup demo test test-slow bench clean-demo
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/python train.py experiment=demo hydra.run.dir=$(RUN) ckpt_path=auto
+	$(BIN)/python enhance.py --ckpt $(RUN)/checkpoints/last.ckpt --noisy $(DEMO)/test/noisy \
+		--ref-dir $(DEMO)/test/noise_ref --out $(RUN)/enhanced
+	$(BIN)/python evaluate.py --enhanced $(RUN)/enhanced --clean $(DEMO)/test/clean \
+		--noisy $(DEMO)/test/noisy --manifest $(DEMO)/test/manifest.csv --group-by snr --out $(RUN)/eval
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
+
+bench: setup
+	$(BIN)/python bench/model_size.py
+	$(BIN)/python bench/enhance_rtf.py
+
+clean-demo:
+	rm -rf $(RUN)

@@ -1,0 +1,58 @@
+"""One LightningDataModule for every dataset kind: the datasets arrive built (Hydra instantiates them from
+conf/data/*.yaml), this module only wraps them in loaders.
+
+Validation has two loaders: crops of the valid set for the loss, and the first `num_eval_files` whole
+utterances (batch size 1) that the model enhances to log PESQ/ESTOI/SI-SDR. Lightning shards both across
+DDP ranks.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+
+def whole_utterances(dataset: Dataset, count: int) -> Dataset:
+    """The first `count` items of `dataset`, uncropped (datasets expose `num_frames`; None means whole)."""
+    if not hasattr(dataset, "num_frames"):
+        raise TypeError(f"{type(dataset).__name__} has no `num_frames`; it cannot serve whole utterances "
+                        f"for validation metrics. Set data.num_eval_files=0.")
+    full = copy.copy(dataset)
+    full.num_frames = None
+    return Subset(full, range(min(count, len(full))))
+
+
+class SpeechDataModule(pl.LightningDataModule):
+    def __init__(self, train: Dataset | None = None, valid: Dataset | None = None, test: Dataset | None = None,
+                 batch_size: int = 8, num_workers: int = 4, num_eval_files: int = 20, pin_memory: bool | None = None,
+                 persistent_workers: bool = True):
+        super().__init__()
+        self.train_set, self.valid_set, self.test_set = train, valid, test
+        self.batch_size, self.num_workers, self.num_eval_files = batch_size, num_workers, num_eval_files
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
+                          drop_last=shuffle and len(dataset) >= batch_size)
+
+    def train_dataloader(self):
+        if self.train_set is None:
+            raise ValueError("the data config has no `train` dataset")
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self):
+        if self.valid_set is None:
+            return []
+        loaders = [self._loader(self.valid_set, self.batch_size, shuffle=False)]
+        if self.num_eval_files > 0:
+            loaders.append(self._loader(whole_utterances(self.valid_set, self.num_eval_files), 1, shuffle=False))
+        return loaders
+
+    def test_dataloader(self):
+        if self.test_set is None:
+            raise ValueError("the data config has no `test` dataset")
+        return self._loader(self.test_set, self.batch_size, shuffle=False)

@@ -1,0 +1,97 @@
+"""Manifest CSV files: one row per utterance of a prepared subset.
+
+`<root>/<subset>/manifest.csv` holds at least `id` (the file name without `.wav`), and for
+VoiceBank-DEMAND `speaker`, `noise_type` and `snr` (dB); builders may add any further columns.
+Values are kept as strings except the numeric columns in `NUMERIC_COLUMNS`, which are parsed
+(a bad value is an error naming the file, the line and the column).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+
+VBDMD_COLUMNS = ("id", "speaker", "noise_type", "snr")
+NUMERIC_COLUMNS = frozenset({"snr"})
+
+
+class ManifestError(ValueError):
+    """A missing or malformed manifest; the message names the file and the fix."""
+
+
+def manifest_text(rows: list[dict], columns: tuple[str, ...] = ("id",)) -> str:
+    """CSV text of `rows`: `columns` first, then any other keys in order of first appearance."""
+    header = list(columns)
+    for row in rows:
+        header += [key for key in row if key not in header]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n", restval="")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _format(value) for key, value in row.items()})
+    return out.getvalue()
+
+
+def write_manifest(path, rows: list[dict], columns: tuple[str, ...] = ("id",)) -> bool:
+    """Write atomically; skip the write when the file already holds the same text. Returns True if written."""
+    path = Path(path)
+    text = manifest_text(rows, columns)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    write_text_atomic(path, text)
+    return True
+
+
+def read_manifest(path, required: tuple[str, ...] = ("id",)) -> list[dict]:
+    """Rows of a manifest as dicts; missing file/columns, duplicate ids and bad numbers are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found. Prepare the data first (e.g. "
+                            f"`python -m sgmse_nc.data.prepare vbdmd --src <download> --dst <root>`) "
+                            f"or point `manifest` in the data config at the right file.")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        missing = [col for col in required if col not in header]
+        if missing:
+            raise ManifestError(f"{path}: missing column(s) {', '.join(missing)} "
+                                f"(found: {', '.join(header) or 'none'}). "
+                                f"The manifest needs the columns {', '.join(required)}.")
+        rows, seen = [], set()
+        for line, row in enumerate(reader, start=2):
+            if None in row or any(value is None for value in row.values()):
+                raise ManifestError(f"{path}, line {line}: {len(header)} fields expected. Fix or rewrite the file.")
+            if row["id"] in seen:
+                raise ManifestError(f"{path}, line {line}: id {row['id']!r} appears twice. Ids must be unique.")
+            seen.add(row["id"])
+            for col in NUMERIC_COLUMNS & row.keys():
+                try:
+                    row[col] = float(row[col])
+                except ValueError:
+                    raise ManifestError(f"{path}, line {line}: column {col!r} is {row[col]!r}, "
+                                        f"a number is expected.") from None
+            rows.append(row)
+    return rows
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Temporary file in the same folder, then rename: an interrupted run never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".tmp" + path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _format(value) -> str:
+    # short floats: the logs' 1.750000e+01 is written as 17.5
+    if isinstance(value, float):
+        return f"{value:g}" if abs(value) < 1e6 else repr(value)
+    return str(value)

@@ -1,0 +1,148 @@
+"""Dynamic mixing: clean speech from a speech pool + noise from one or more noise pools, mixed on the fly.
+
+Each example draws a speech crop, a noise source (the pools, possibly augmented, see augment.py), an SNR
+from `snr_range`, and mixes them with `mix_at_snr`: the SNR is measured over the crop's speech and the
+active part of the noise (frame energy, so the silent gaps of ESC-50-like clips do not count), and the
+example is scaled down as a whole when a peak would exceed 0.99 (no clipping, SNR unchanged).
+
+The reference is another stretch of the same noise recording (`reference: same_recording`, disjoint from
+the mixed stretch when the recording is long enough) or a stretch of another clip of the same class
+(`same_class`), scaled by the same SNR gain as the noise. It is never the mixed stretch.
+
+Training (`train: true`) draws everything from `paired.train_rng()` (different per worker and epoch,
+reproducible from the run seed); valid/test draw from a generator seeded by (seed, index), so the same
+index always gives the same example.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sgmse_nc.audio import SAMPLE_RATE, AudioError, rms, scale_noise_to_snr
+from sgmse_nc.data.augment import NoiseAugment
+from sgmse_nc.data.example import fit_length, make_example
+from sgmse_nc.data.noise_pool import ACTIVE_THRESHOLD_DB, AudioPool, PoolSource, active_mask
+from sgmse_nc.data.paired import train_rng
+from sgmse_nc.spec import Spectrogram
+
+PEAK_LIMIT = 0.99
+SILENT_RMS = 1e-5  # -100 dBFS: a speech crop this quiet cannot set a noise level
+
+
+@dataclass
+class Mixture:
+    clean: torch.Tensor
+    noisy: torch.Tensor
+    noise: torch.Tensor  # the noise as mixed (noisy − clean)
+    reference: torch.Tensor
+    achieved_snr: float  # speech power / active noise power, in dB, after level handling
+    scale: float  # the factor everything was scaled down by to avoid clipping (1: none)
+
+
+def mix_at_snr(clean: torch.Tensor, noise: torch.Tensor, reference: torch.Tensor, snr_db: float,
+               sample_rate: int = SAMPLE_RATE, active_only: bool = True,
+               threshold_db: float = ACTIVE_THRESHOLD_DB, peak: float = PEAK_LIMIT) -> Mixture:
+    """clean + noise at `snr_db`; the reference gets the noise's gain. If the noisy signal or the reference
+    would peak above `peak`, all of them are scaled down together."""
+    mask = active_mask(noise, sample_rate, threshold_db) if active_only else None
+    if mask is not None and not mask.any():
+        mask = None
+    scaled = scale_noise_to_snr(clean, noise, snr_db, mask)
+    gain = scaled.norm() / noise.norm().clamp_min(1e-12)
+    reference = reference * gain
+    noisy = clean + scaled
+    top = float(max(noisy.abs().max(), reference.abs().max()))
+    scale = min(1.0, peak / top) if top > 0 else 1.0
+    clean, scaled, noisy, reference = clean * scale, scaled * scale, noisy * scale, reference * scale
+    measured = scaled if mask is None else scaled[mask]
+    achieved = 10 * torch.log10(clean.pow(2).mean().clamp_min(1e-20) / measured.pow(2).mean().clamp_min(1e-20))
+    return Mixture(clean, noisy, scaled, reference, float(achieved), scale)
+
+
+def build_pools(noise_dirs, sample_rate: int = SAMPLE_RATE) -> tuple[list[AudioPool], list[float]]:
+    """Pools from config entries: a folder path, or a mapping with `root` and optional `weight`, `labels`
+    ('subfolder' or a csv), `label_column`, `file_column`, `trim_silence`, `min_seconds`, `name`."""
+    if isinstance(noise_dirs, (str, os.PathLike)) or isinstance(noise_dirs, Mapping):
+        noise_dirs = [noise_dirs]
+    if not noise_dirs:
+        raise AudioError("noise_dirs is empty: give at least one noise folder in the data config.")
+    pools, weights = [], []
+    for entry in noise_dirs:
+        options = {"root": entry} if isinstance(entry, (str, os.PathLike)) else dict(entry)
+        if "root" not in options:
+            raise ValueError(f"noise_dirs entry {options} has no `root` folder.")
+        weights.append(float(options.pop("weight", 1.0)))
+        options.setdefault("min_seconds", 0.1)
+        pools.append(AudioPool(sample_rate=sample_rate, **options))
+    return pools, weights
+
+
+class MixingDataset(Dataset):
+    """Speech from `speech_dir` (any folder tree) mixed with noise from `noise_dirs` (see `build_pools`).
+
+    length: examples per epoch (default: one per speech file); example i uses speech file i mod N.
+    augment: a NoiseAugment or a mapping of its fields (probabilities); None for no augmentation.
+    num_frames: crop length in STFT frames; None gives whole utterances (validation metrics).
+    """
+
+    def __init__(self, speech_dir, noise_dirs, spec: Spectrogram | None = None,
+                 snr_range: tuple[float, float] = (-5.0, 15.0), reference: str = "same_recording",
+                 augment: NoiseAugment | Mapping | None = None, length: int | None = None, train: bool = False,
+                 seed: int = 0, num_frames: int | None = 256, ref_seconds: float = 0.25,
+                 sample_rate: int = SAMPLE_RATE, min_speech_seconds: float = 0.5, snr_over_active: bool = True):
+        self.spec = spec or Spectrogram()
+        self.sample_rate, self.train, self.seed, self.num_frames = sample_rate, train, seed, num_frames
+        self.snr_range = (float(snr_range[0]), float(snr_range[1]))
+        if self.snr_range[0] > self.snr_range[1]:
+            raise ValueError(f"snr_range {list(snr_range)} must be [low, high].")
+        self.snr_over_active = snr_over_active
+        self.ref_len = max(int(round(ref_seconds * sample_rate)), self.spec.n_fft)
+        self.speech = AudioPool(speech_dir, sample_rate, min_seconds=min_speech_seconds, name=Path(speech_dir).name)
+        pools, weights = build_pools(noise_dirs, sample_rate)
+        self.noise = PoolSource(pools, weights, reference)
+        if isinstance(augment, Mapping):
+            augment = NoiseAugment(**{**dict(augment), "sample_rate": sample_rate})
+        self.augment = augment
+        self.length = int(length) if length else len(self.speech)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read_speech(self, i: int, length: int | None, rng: np.random.Generator) -> torch.Tensor:
+        """A crop of `length` samples of speech file `i` (zero-padded if shorter); None: the whole file.
+
+        A silent crop is redrawn a few times; a file that stays silent is an error naming it.
+        """
+        total = self.speech.num_samples(i)
+        for _ in range(5):
+            if length is None or total <= length:
+                clean = self.speech.read(i)
+                clean = clean if length is None else fit_length(clean, length)
+            else:
+                clean = self.speech.read(i, int(rng.integers(0, total - length + 1)), length)
+            if rms(clean) > SILENT_RMS:
+                return clean
+        raise AudioError(f"{self.speech.files[i].path}: speech is silent (RMS below -100 dBFS where it was "
+                         f"cropped). Remove the file from the speech folder.")
+
+    def __getitem__(self, index: int) -> dict:
+        rng = train_rng() if self.train else np.random.default_rng([self.seed, index])
+        i = index % len(self.speech)
+        length = None if self.num_frames is None else self.spec.num_samples(self.num_frames)
+        clean = self.read_speech(i, length, rng)
+        source = self.noise
+        if self.augment is not None:
+            source = self.augment.source(self.noise, rng, self.speech, exclude=i)
+        pair = source.draw(clean.shape[-1], self.ref_len, rng)
+        snr = float(rng.uniform(*self.snr_range))
+        mix = mix_at_snr(clean, pair.noise, pair.reference, snr, self.sample_rate, self.snr_over_active)
+        example = make_example(mix.clean, mix.noisy, mix.reference, self.spec)
+        stem = Path(self.speech.files[i].name).with_suffix("").as_posix().replace("/", "_")
+        example["id"] = f"{stem}_{index:06d}"
+        return example

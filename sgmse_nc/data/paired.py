@@ -1,0 +1,106 @@
+"""VoiceBank-DEMAND-layout dataset: `<root>/<subset>/{clean,noisy}/*.wav` with the same file names.
+
+The noise reference is a stretch of `ref_seconds` chosen by the `reference` strategy (sgmse_nc.data.references):
+`same_utterance` (default: `noisy − clean` outside the training crop when the utterance is long enough),
+`same_noise_type` (`noisy − clean` of another utterance with the same manifest label) or `file` (a noise-only
+file of the same name in `ref_dir`). Training draws crops and stretches at random (from torch's RNG, which
+Lightning seeds and DataLoader workers split); valid/test are deterministic (`seed` + item index).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sgmse_nc.audio import SAMPLE_RATE, AudioError, list_audio, read_audio
+from sgmse_nc.data.example import crop_start, fit_length, make_example
+from sgmse_nc.data.references import build_reference
+from sgmse_nc.spec import Spectrogram
+
+
+def match_pairs(clean_dir: Path, noisy_dir: Path) -> list[tuple[Path, Path]]:
+    """Pair files by their path relative to each folder; any unmatched name is an error, never skipped."""
+    clean = {p.relative_to(clean_dir).as_posix(): p for p in list_audio(clean_dir)}
+    noisy = {p.relative_to(noisy_dir).as_posix(): p for p in list_audio(noisy_dir)}
+    if not clean:
+        raise AudioError(f"{clean_dir}: no .wav/.flac files found. Check the data root in your config.")
+    only_clean, only_noisy = sorted(clean.keys() - noisy.keys()), sorted(noisy.keys() - clean.keys())
+    if only_clean or only_noisy:
+        def show(names):
+            return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+        raise AudioError(
+            f"clean and noisy folders do not match: {len(only_clean)} file(s) only in {clean_dir}"
+            f"{': ' + show(only_clean) if only_clean else ''}; {len(only_noisy)} only in {noisy_dir}"
+            f"{': ' + show(only_noisy) if only_noisy else ''}. Both folders need the same file names.")
+    return [(clean[k], noisy[k]) for k in sorted(clean)]
+
+
+def train_rng() -> np.random.Generator:
+    """A generator seeded from torch's RNG: differs per worker and epoch, reproducible from the run seed."""
+    return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+
+
+class PairedFolderDataset(Dataset):
+    """reference: same_utterance | same_noise_type | file (see sgmse_nc.data.references).
+    manifest: labels for same_noise_type (default `<root>/<subset>/manifest.csv`, column `label_column`).
+    ref_dir: noise-only files for `file` (default `<root>/<subset>/noise_ref`).
+    seed: fixes the evaluation choices of same_noise_type / file (item i draws from default_rng((seed, i))).
+    """
+
+    def __init__(self, root, subset: str, spec: Spectrogram | None = None, num_frames: int | None = 256,
+                 ref_seconds: float = 0.25, train: bool = False, sample_rate: int = SAMPLE_RATE,
+                 max_files: int | None = None, reference: str = "same_utterance", manifest=None, ref_dir=None,
+                 seed: int = 0, label_column: str = "noise_type"):
+        self.root, self.subset = Path(root), subset
+        self.spec = spec or Spectrogram()
+        self.num_frames, self.train, self.sample_rate = num_frames, train, sample_rate
+        self.ref_len = max(int(round(ref_seconds * sample_rate)), self.spec.n_fft)
+        self.pairs = match_pairs(self.root / subset / "clean", self.root / subset / "noisy")
+        if max_files:
+            self.pairs = self.pairs[:max_files]
+        self.ref_strategy = build_reference(
+            reference, [self.file_id(i) for i in range(len(self.pairs))], self.ref_len, self.load_noise,
+            manifest=manifest or self.root / subset / "manifest.csv",
+            ref_dir=ref_dir or self.root / subset / "noise_ref",
+            sample_rate=sample_rate, seed=seed, label_column=label_column)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def file_id(self, index: int) -> str:
+        return self.pairs[index][0].relative_to(self.root / self.subset / "clean").with_suffix("").as_posix()
+
+    def load_pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        clean_path, noisy_path = self.pairs[index]
+        clean = read_audio(clean_path, self.sample_rate)
+        noisy = read_audio(noisy_path, self.sample_rate)
+        if clean.shape != noisy.shape:
+            raise AudioError(f"{noisy_path}: {noisy.numel()} samples but {clean_path} has {clean.numel()}. "
+                             f"Clean and noisy files must have the same length.")
+        return clean, noisy
+
+    def load_noise(self, index: int) -> torch.Tensor:
+        clean, noisy = self.load_pair(index)
+        return noisy - clean
+
+    def reference(self, index: int, noise: torch.Tensor, start: int, length: int,
+                  rng: np.random.Generator | None) -> torch.Tensor:
+        """The noise reference for item `index` (rng None in evaluation); subclasses may override."""
+        return self.ref_strategy(index, noise, start, length, rng)
+
+    def __getitem__(self, index: int) -> dict:
+        clean, noisy = self.load_pair(index)
+        rng = train_rng() if self.train else None
+        if self.num_frames is None:  # whole utterance (enhancement metrics during validation)
+            start, length = 0, clean.shape[-1]
+        else:
+            length = self.spec.num_samples(self.num_frames)
+            start = crop_start(clean.shape[-1], length, rng)
+        reference = self.reference(index, noisy - clean, start, length, rng)
+        clean = fit_length(clean[start:start + length], length)
+        noisy = fit_length(noisy[start:start + length], length)
+        example = make_example(clean, noisy, reference, self.spec)
+        example["id"] = self.file_id(index)
+        return example

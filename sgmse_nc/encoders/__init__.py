@@ -1,0 +1,17 @@
+"""Noise encoders E(r) -> z_r, one registry. Each encoder takes the reference as compressed spectrogram
+`r` (complex [B, 1, F, T]) and waveform `r_wav` ([B, L], 16 kHz, same normalisation) and returns a global
+embedding [B, embed_dim] (or None for the unconditional baseline)."""
+from __future__ import annotations
+
+from torch import nn
+
+from sgmse_nc.encoders.base import NoEncoder
+from sgmse_nc.encoders.cnn import CNNEncoder
+
+ENCODERS: dict[str, type[nn.Module]] = {"none": NoEncoder, "cnn": CNNEncoder}
+
+
+def build_encoder(name: str = "none", **kwargs) -> nn.Module:
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder '{name}'; choose one of {sorted(ENCODERS)} (conf/encoder/).")
+    return ENCODERS[name](**kwargs)

@@ -1,0 +1,166 @@
+"""Enhancement as a library: waveforms in, waveforms out; batching across files, chunking of long files.
+
+Each file is normalised by its own noisy peak (the SGMSE+ convention); its reference by the same factor.
+References are encoded once per file; long files are cut into overlapping chunks that are enhanced as batch
+items (all with their file's condition) and overlap-added back with linear cross-fades.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, list_audio, read_audio, resample_audio, write_audio
+from sgmse_nc.model import ScoreModel, null_condition
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Chunk:
+    file: int
+    start: int
+    stop: int
+
+
+def chunk_bounds(length: int, chunk: int, overlap: int) -> list[tuple[int, int]]:
+    """Windows of `chunk` samples with `overlap` samples shared between neighbours, covering [0, length)."""
+    if chunk <= 0 or length <= chunk:
+        return [(0, length)]
+    hop = chunk - overlap
+    starts = list(range(0, length - chunk, hop)) + [length - chunk]
+    return [(s, s + chunk) for s in starts]
+
+
+def _crossfade_weights(bounds: list[tuple[int, int]], length: int, overlap: int) -> list[torch.Tensor]:
+    """Per-chunk weights that ramp linearly over each overlap and sum to one everywhere."""
+    weights = []
+    for i, (a, b) in enumerate(bounds):
+        w = torch.ones(b - a)
+        if i > 0:
+            prev_stop = bounds[i - 1][1]
+            n = prev_stop - a
+            if n > 0:
+                w[:n] = torch.linspace(0, 1, n + 2)[1:-1]
+        if i < len(bounds) - 1:
+            n = b - bounds[i + 1][0]
+            if n > 0:
+                w[-n:] = torch.minimum(w[-n:], torch.linspace(1, 0, n + 2)[1:-1])
+        weights.append(w)
+    return weights
+
+
+@torch.no_grad()
+def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch.Tensor | None] | None = None,
+            batch_size: int = 4, chunk_seconds: float = 0.0, overlap_seconds: float = 0.5, sample_rate: int = 16000,
+            guidance_scale: float | None = None, seed: int | None = 0, progress=None, **sampler_overrides
+            ) -> list[torch.Tensor]:
+    """Enhance 16 kHz mono waveforms [T_i]; returns waveforms of the same lengths, on the CPU.
+
+    references: per file a noise-only waveform or None (null condition → unconditional score).
+    chunk_seconds > 0 cuts longer files into chunks (bounded memory on long recordings).
+    """
+    device = model.device
+    spec = model.spec
+    references = references or [None] * len(noisy)
+    norms = [w.abs().max().clamp_min(1e-8) for w in noisy]
+
+    conds: list[torch.Tensor | None] = [None] * len(noisy)
+    if model.encoder.embed_dim:
+        for i, ref in enumerate(references):  # once per file, before any sampling
+            if ref is not None:
+                r_wav = (ref / norms[i]).to(device)[None]
+                conds[i] = model.encode(spec.to_spec(r_wav).unsqueeze(1), r_wav)[0]
+
+    chunk = int(chunk_seconds * sample_rate)
+    overlap = min(int(overlap_seconds * sample_rate), chunk // 2) if chunk else 0
+    chunks = [_Chunk(i, a, b) for i, w in enumerate(noisy) for a, b in chunk_bounds(w.numel(), chunk, overlap)]
+    chunks.sort(key=lambda c: c.stop - c.start)  # similar lengths share a batch: less padding
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+
+    pieces: dict[tuple[int, int], torch.Tensor] = {}
+    for b in range(0, len(chunks), batch_size):
+        batch = chunks[b:b + batch_size]
+        longest = max(c.stop - c.start for c in batch)
+        wavs = torch.stack([torch.nn.functional.pad(noisy[c.file][c.start:c.stop] / norms[c.file],
+                                                    (0, longest - (c.stop - c.start))) for c in batch])
+        y = spec.to_spec(wavs.to(device)).unsqueeze(1)
+        cond = _batch_condition([conds[c.file] for c in batch])
+        x_hat = model.enhance_spec(y, cond, guidance_scale=guidance_scale, generator=generator, **sampler_overrides)
+        out = spec.to_wav(x_hat.squeeze(1), length=longest).cpu()
+        for c, wav in zip(batch, out):
+            pieces[(c.file, c.start)] = wav[:c.stop - c.start] * norms[c.file]
+        if progress is not None:
+            progress(len(batch))
+
+    results = []
+    for i, w in enumerate(noisy):
+        bounds = chunk_bounds(w.numel(), chunk, overlap)
+        out = torch.zeros(w.numel())
+        for (a, b), weight in zip(bounds, _crossfade_weights(bounds, w.numel(), overlap)):
+            out[a:b] += pieces[(i, a)] * weight
+        results.append(out)
+    return results
+
+
+def _batch_condition(conds: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """Stack per-item conditions; items without a reference get the null condition, whose guided score
+    s_u + w (s_u − s_u) is the unconditional score at any guidance scale."""
+    if all(c is None for c in conds):
+        return None
+    null = null_condition(next(c for c in conds if c is not None))
+    return torch.stack([null if c is None else c for c in conds])
+
+
+def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", batch_size: int = 4,
+                   chunk_seconds: float = 0.0, guidance_scale: float | None = None, resample: bool = False,
+                   overwrite: bool = False, seed: int | None = 0, use_ema: bool = True, **sampler_overrides) -> dict:
+    """Enhance every wav under `noisy_dir` into `out_dir` (same relative names, input length and rate).
+
+    ref_dir: noise-only references with the same relative names (None: unconditional). Files already in
+    `out_dir` are skipped unless `overwrite`, so an interrupted run resumes; inputs are never written to.
+    """
+    from tqdm import tqdm
+
+    noisy_dir, out_dir = Path(noisy_dir), Path(out_dir)
+    files = list_audio(noisy_dir)
+    if not files:
+        raise AudioError(f"{noisy_dir}: no .wav/.flac files found. Point --noisy at a folder of noisy recordings.")
+    if out_dir.resolve() == noisy_dir.resolve() or (ref_dir and out_dir.resolve() == Path(ref_dir).resolve()):
+        raise ValueError(f"{out_dir}: the output folder must differ from the input folders (inputs are never "
+                         f"overwritten). Choose another --out.")
+    names = [f.relative_to(noisy_dir) for f in files]
+    refs = [Path(ref_dir) / n for n in names] if ref_dir else [None] * len(files)
+    missing = [str(r) for r in refs if r is not None and not r.is_file()]
+    if missing:
+        raise AudioError(f"{len(missing)} reference file(s) missing in {ref_dir}, e.g. {missing[:3]}. Every noisy "
+                         f"file needs a same-named noise-only reference there, or drop --ref-dir (unconditional).")
+    todo = [i for i, n in enumerate(names) if overwrite or not (out_dir / n).is_file()]
+    summary = {"files": len(files), "skipped_existing": len(files) - len(todo), "enhanced": 0}
+    if not todo:
+        log.info("all %d files already enhanced in %s", len(files), out_dir)
+        return summary
+
+    model = ScoreModel.load_for_inference(ckpt, map_location=device, use_ema=use_ema)
+    if ref_dir and not model.encoder.embed_dim:
+        log.warning("%s is an unconditional model: the references in %s are not used", ckpt, ref_dir)
+    bar = tqdm(total=len(todo), unit="file", desc="enhance")
+    for start in range(0, len(todo), batch_size * 8):  # read a block of files at a time, not the whole folder
+        block = todo[start:start + batch_size * 8]
+        rates = [audio_info(files[i]).samplerate for i in block]
+        noisy = [read_audio(files[i], SAMPLE_RATE, resample=resample) for i in block]
+        references = [read_audio(refs[i], SAMPLE_RATE, resample=resample, min_samples=model.spec.n_fft)
+                      if refs[i] is not None else None for i in block]
+        enhanced = enhance(model, noisy, references, batch_size=batch_size, chunk_seconds=chunk_seconds,
+                           guidance_scale=guidance_scale, seed=None if seed is None else seed + start,
+                           **sampler_overrides)
+        for i, wav, rate, src in zip(block, enhanced, rates, noisy):
+            if rate != SAMPLE_RATE:  # give the user back the rate they gave us
+                wav = resample_audio(wav, SAMPLE_RATE, rate)
+            write_audio(out_dir / names[i], wav, rate)
+            bar.update(1)
+        summary["enhanced"] += len(block)
+    bar.close()
+    return summary

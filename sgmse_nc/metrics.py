@@ -1,0 +1,134 @@
+"""Speech-enhancement metrics: PESQ (wide/narrow band), ESTOI and SI-SDR.
+
+`compute_metrics` never raises on bad audio (silence, too short, PESQ finding no utterance): the
+metric becomes NaN and the reason is kept in the result's "errors" entry, so one bad file cannot
+stop the evaluation of a whole test set. Only a caller error (lengths that clearly do not belong
+together, an unknown metric) raises.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pesq as pesq_lib
+import torch
+from pystoi import stoi
+
+from sgmse_nc.audio import AudioError, resample_audio
+
+DEFAULT_METRICS = ("pesq", "estoi", "si_sdr")
+# metric name -> (table label, decimals); "pesq" is wide-band (P.862.2), as in the SGMSE+ papers.
+METRIC_INFO = {
+    "pesq": ("PESQ", 2),
+    "pesq_nb": ("PESQ-NB", 2),
+    "estoi": ("ESTOI", 2),
+    "si_sdr": ("SI-SDR [dB]", 1),
+}
+LENGTH_TOLERANCE = 0.01  # relative length difference that is trimmed silently; more is an error
+SILENCE_PEAK = 1e-6  # a signal whose peak is below this carries nothing to score
+
+
+class MetricFailed(Exception):
+    """One metric cannot be computed for this pair; the message says why (it becomes NaN)."""
+
+
+def si_sdr(estimate, reference, eps: float = 1e-10):
+    """Scale-invariant SDR in dB (zero-mean), over the last axis of numpy arrays or torch tensors [..., T].
+
+    Returns the same kind as the input (numpy in float64, torch in the input dtype, differentiable).
+    """
+    as_numpy = not isinstance(estimate, torch.Tensor)
+    est = torch.as_tensor(np.asarray(estimate, dtype=np.float64)) if as_numpy else estimate
+    ref = torch.as_tensor(np.asarray(reference, dtype=np.float64)) if as_numpy else reference.to(est)
+    est = est - est.mean(-1, keepdim=True)
+    ref = ref - ref.mean(-1, keepdim=True)
+    scale = (est * ref).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + eps)
+    target = scale * ref
+    residual = est - target
+    value = 10 * torch.log10((target.pow(2).sum(-1) + eps) / (residual.pow(2).sum(-1) + eps))
+    return value.numpy() if as_numpy else value
+
+
+def pesq_score(estimate: np.ndarray, reference: np.ndarray, sr: int, mode: str = "wb") -> float:
+    """PESQ at 16 kHz (wb) or 8 kHz (nb), resampling from `sr`; MetricFailed when PESQ cannot score it."""
+    target_sr = 16000 if mode == "wb" else 8000
+    if sr < target_sr:
+        raise ValueError(f"PESQ {mode} needs audio at {target_sr} Hz or more, got {sr} Hz "
+                         f"(use pesq_nb for 8 kHz audio).")
+    if sr != target_sr:
+        estimate = resample_audio(torch.from_numpy(estimate), sr, target_sr).numpy()
+        reference = resample_audio(torch.from_numpy(reference), sr, target_sr).numpy()
+    try:
+        return float(pesq_lib.pesq(target_sr, reference, estimate, mode))
+    except pesq_lib.BufferTooShortError as err:
+        raise MetricFailed("too short for PESQ (needs at least 0.25 s)") from err
+    except pesq_lib.NoUtterancesError as err:
+        raise MetricFailed("PESQ found no speech (silent or too quiet)") from err
+    except (pesq_lib.PesqError, ValueError) as err:  # e.g. a NaN level estimate inside the C code
+        raise MetricFailed(f"PESQ failed ({err})") from err
+
+
+def estoi_score(estimate: np.ndarray, reference: np.ndarray, sr: int) -> float:
+    """Extended STOI; MetricFailed when too little non-silent speech is left (pystoi would return 1e-5)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(stoi(reference, estimate, sr, extended=True))
+    if any("Not enough STFT frames" in str(w.message) for w in caught):
+        raise MetricFailed("too short for ESTOI (needs about 0.4 s of non-silent speech)")
+    return value
+
+
+def trim_to_common_length(estimate: np.ndarray, reference: np.ndarray, names=None):
+    """Trim both to the shorter one; lengths differing by more than 1 % are an AudioError naming the files."""
+    n_est, n_ref = len(estimate), len(reference)
+    if abs(n_est - n_ref) > max(1, LENGTH_TOLERANCE * max(n_est, n_ref)):
+        what = f"{names[0]} and {names[1]}" if names else "estimate and reference"
+        raise AudioError(f"{what} have {n_est} and {n_ref} samples (more than {LENGTH_TOLERANCE:.0%} apart): "
+                         f"they do not belong together. Check that the folders hold the same utterances.")
+    n = min(n_est, n_ref)
+    return estimate[:n], reference[:n]
+
+
+def _to_numpy(wav) -> np.ndarray:
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().cpu().numpy()
+    wav = np.asarray(wav, dtype=np.float64)
+    if wav.ndim != 1:
+        raise ValueError(f"expected a 1-D signal, got shape {wav.shape}")
+    return wav
+
+
+def _score(name: str, estimate: np.ndarray, reference: np.ndarray, sr: int) -> float:
+    if np.abs(reference).max(initial=0.0) < SILENCE_PEAK:
+        raise MetricFailed("reference is silent")
+    if name == "si_sdr":
+        if np.abs(estimate).max(initial=0.0) < SILENCE_PEAK:
+            raise MetricFailed("estimate is silent")  # SI-SDR is 0/0 there
+        return float(si_sdr(estimate, reference))
+    if name == "estoi":
+        return estoi_score(estimate, reference, sr)
+    if np.abs(estimate).max(initial=0.0) < SILENCE_PEAK:
+        raise MetricFailed("estimate is silent")  # PESQ's level alignment divides by its power
+    return pesq_score(estimate, reference, sr, "nb" if name == "pesq_nb" else "wb")
+
+
+def compute_metrics(estimate, reference, sr: int = 16000, metrics=DEFAULT_METRICS, names=None) -> dict:
+    """Score one estimate against its clean reference (1-D numpy arrays or torch tensors).
+
+    metrics: any of "pesq" (wide-band), "pesq_nb", "estoi", "si_sdr".
+    names: optional (estimate file, reference file), used in the length-mismatch message.
+    Returns {metric: float (NaN when it could not be computed), "errors": "metric: why; ..." or ""}.
+    """
+    unknown = [m for m in metrics if m not in METRIC_INFO]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRIC_INFO)}")
+    estimate, reference = trim_to_common_length(_to_numpy(estimate), _to_numpy(reference), names)
+    result, errors = {}, []
+    for name in metrics:
+        try:
+            result[name] = _score(name, estimate, reference, sr)
+        except MetricFailed as why:
+            result[name] = float("nan")
+            errors.append(f"{name}: {why}")
+    result["errors"] = "; ".join(errors)
+    return result

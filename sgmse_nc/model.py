@@ -1,0 +1,166 @@
+"""The noise-conditioned SGMSE+ score model as a LightningModule: loss, CFG dropout, EMA, validation
+enhancement with metrics. Sub-modules are built from plain config dicts stored as hyper-parameters, so a
+checkpoint alone rebuilds the model (`load_for_inference`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+
+from sgmse_nc.ema import ParameterEMA
+from sgmse_nc.encoders import build_encoder
+from sgmse_nc.sampling import get_sampler, guided_score
+from sgmse_nc.sde import OUVESDE, score_matching_loss
+from sgmse_nc.spec import Spectrogram, pad_frames
+
+DEFAULT_SAMPLER = {"name": "pc", "N": 30, "snr": 0.5, "corrector_steps": 1}
+
+
+def null_condition(z: torch.Tensor) -> torch.Tensor:
+    """The classifier-free-guidance null condition, defined once: an all-zero embedding."""
+    return torch.zeros_like(z)
+
+
+def drop_condition(z: torch.Tensor | None, prob: float) -> torch.Tensor | None:
+    """Replace z by the null condition per example with probability `prob`.
+
+    A mask (torch.where), never a skipped encoder call: under DDP every parameter must take part in every step.
+    """
+    if z is None or prob <= 0:
+        return z
+    drop = torch.rand(z.shape[0], device=z.device) < prob
+    return torch.where(drop.view(-1, *([1] * (z.dim() - 1))), null_condition(z), z)
+
+
+class ScoreModel(pl.LightningModule):
+    def __init__(self, backbone: dict, encoder: dict | None = None, sde: dict | None = None,
+                 spec: dict | None = None, sampler: dict | None = None, lr: float = 1e-4,
+                 ema_decay: float = 0.999, cond_drop_prob: float = 0.0, guidance_scale: float = 1.0,
+                 eval_metrics: tuple[str, ...] = ("pesq", "estoi", "si_sdr")):
+        super().__init__()
+        self.save_hyperparameters()
+        self.encoder = build_encoder(**(encoder or {"name": "none"}))
+        # `dnn` mirrors SGMSE+'s attribute name, so its checkpoints' `dnn.*` keys map one to one.
+        backbone = {k: v for k, v in backbone.items() if k != "cond_dim"}
+        self.dnn = instantiate(backbone, cond_dim=self.encoder.embed_dim)
+        self.sde = OUVESDE(**(sde or {}))
+        self.spec = Spectrogram(**{k: v for k, v in (spec or {}).items() if k != "_target_"})
+        self.sampler_cfg = {**DEFAULT_SAMPLER, **(sampler or {})}
+        self.lr, self.cond_drop_prob, self.guidance_scale = lr, cond_drop_prob, guidance_scale
+        self.eval_metrics = tuple(eval_metrics)
+        self.ema = ParameterEMA(self, ema_decay)
+        self._ema_swap = None
+
+    # ---- the score ------------------------------------------------------------------------------------
+    def forward(self, x_t, y, t, cond=None):
+        return self.dnn(x_t, y, t, cond)
+
+    def encode(self, r: torch.Tensor, r_wav: torch.Tensor) -> torch.Tensor | None:
+        return self.encoder(r, r_wav)
+
+    @property
+    def time_multiple(self) -> int:
+        return getattr(self.dnn, "time_multiple", 64)
+
+    # ---- training ---------------------------------------------------------------------------------------
+    def _loss(self, batch) -> torch.Tensor:
+        x, y = batch["x"], batch["y"]
+        z = drop_condition(self.encode(batch["r"], batch["r_wav"]), self.cond_drop_prob if self.training else 0.0)
+        t = self.sde.sample_time(x.shape[0], x.device)
+        x_t, noise, std = self.sde.perturb(x, y, t)
+        return score_matching_loss(self(x_t, y, t, z), noise, std)
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True,
+                 batch_size=batch["x"].shape[0])
+        return loss
+
+    def on_before_zero_grad(self, optimizer):
+        # Runs once per optimizer step (after it), also under gradient accumulation.
+        if self.trainer is not None and self.trainer.training:
+            self.ema.update(self)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.lr)
+
+    # ---- EMA weights for validation / test ----------------------------------------------------------------
+    def _use_ema(self, on: bool):
+        if on and self._ema_swap is None:
+            self._ema_swap = self.ema.swapped_in(self)
+            self._ema_swap.__enter__()
+        elif not on and self._ema_swap is not None:
+            self._ema_swap.__exit__(None, None, None)
+            self._ema_swap = None
+
+    def on_validation_epoch_start(self):
+        self._use_ema(True)
+
+    def on_validation_epoch_end(self):
+        self._use_ema(False)
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["ema"] = self.ema.state_dict()
+
+    def on_load_checkpoint(self, checkpoint):
+        if "ema" in checkpoint:
+            self.ema.load_state_dict(checkpoint["ema"])
+
+    # ---- validation: loss on crops (loader 0), enhancement metrics on whole utterances (loader 1) ---------
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        n = batch["x"].shape[0]
+        if dataloader_idx == 0:
+            self.log("valid_loss", self._loss(batch), on_epoch=True, sync_dist=True, batch_size=n,
+                     add_dataloader_idx=False)
+            return
+        from sgmse_nc.metrics import compute_metrics  # pesq/pystoi only where metrics are computed
+
+        x_hat = self.enhance_spec(batch["y"], self.encode(batch["r"], batch["r_wav"]))
+        norm = batch["norm"].view(-1, 1)
+        estimate = (self.spec.to_wav(x_hat.squeeze(1)) * norm).cpu().numpy()
+        clean = (self.spec.to_wav(batch["x"].squeeze(1)) * norm).cpu().numpy()
+        for est, ref in zip(estimate, clean):
+            scores = compute_metrics(est, ref, sr=16000, metrics=self.eval_metrics)
+            for name, value in scores.items():
+                self.log(f"valid_{name}", float(value), on_epoch=True, sync_dist=True, batch_size=1,
+                         add_dataloader_idx=False)
+
+    # ---- inference --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def enhance_spec(self, y: torch.Tensor, cond: torch.Tensor | None = None, guidance_scale: float | None = None,
+                     generator: torch.Generator | None = None, **sampler_overrides) -> torch.Tensor:
+        """Sample clean spectrograms for noisy spectrograms y [B, 1, F, T] (any T; padded for the net here).
+
+        `cond` is the encoded reference (encode once per utterance with `encode`, never per sampler step).
+        A conditional model given no condition uses the null condition, i.e. the unconditional score.
+        """
+        frames = y.shape[-1]
+        y = pad_frames(y, self.time_multiple)
+        null, scale = None, 1.0
+        if self.encoder.embed_dim:
+            if cond is None:
+                cond = null_condition(torch.empty(y.shape[0], self.encoder.embed_dim, device=y.device))
+            else:
+                null = null_condition(cond)
+                scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        cfg = {**self.sampler_cfg, **{k: v for k, v in sampler_overrides.items() if v is not None}}
+        sampler = get_sampler(cfg.pop("name"))
+        x, _ = sampler(guided_score(self, y, cond, null, scale), self.sde, y, generator=generator, **cfg)
+        return x[..., :frames]
+
+    @classmethod
+    def load_for_inference(cls, path, map_location="cpu", use_ema: bool = True) -> "ScoreModel":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: checkpoint not found. Point --ckpt at a .ckpt written by train.py "
+                                    f"(e.g. outputs/<run>/checkpoints/last.ckpt).")
+        try:
+            model = cls.load_from_checkpoint(str(path), map_location=map_location, weights_only=False)
+        except (KeyError, TypeError, RuntimeError) as err:
+            raise ValueError(f"{path}: not a sgmse_nc checkpoint ({err}). For an SGMSE+ checkpoint use "
+                             f"sgmse_nc.checkpoints.load_sgmse_checkpoint.") from err
+        if use_ema:
+            model.ema.copy_to(model)
+        return model.eval()

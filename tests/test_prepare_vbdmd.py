@@ -1,0 +1,176 @@
+"""`python -m sgmse_nc.data.prepare vbdmd` on a synthetic stand-in of the official 48 kHz release."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from sgmse_nc.audio import read_audio, resample_audio
+from sgmse_nc.data.manifest import read_manifest
+from sgmse_nc.data.prepare import PrepareError, main, prepare_vbdmd, resampled_length
+
+SOURCE_RATE = 48000
+# id -> (noise label, SNR dB); p226/p287 are the validation speakers, p232/p257 the official test speakers
+TRAIN_LOG = {"p226_001": ("cafe", 5.0), "p226_002": ("babble", 10.0), "p250_001": ("babble", 15.0),
+             "p250_002": ("cafe", 0.0), "p250_003": ("white", 5.0), "p287_001": ("cafe", 0.0)}
+TEST_LOG = {"p232_001": ("bus", 2.5), "p232_002": ("cafe", 7.5), "p257_001": ("bus", 12.5),
+            "p257_002": ("office", 17.5)}
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def synthetic_pair(index: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """A tone with an envelope (clean) and clean + white noise (noisy), distinct per index."""
+    rng = np.random.default_rng(index)
+    t = np.arange(int(seconds * SOURCE_RATE)) / SOURCE_RATE
+    clean = 0.2 * np.sin(2 * np.pi * (150 + 20 * index) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))
+    noisy = clean + 0.05 * rng.standard_normal(t.size)
+    return clean.astype(np.float32), noisy.astype(np.float32)
+
+
+def make_release(src: Path, clean_train="clean_trainset_28spk_wav", noisy_train="noisy_trainset_28spk_wav",
+                 clean_test="clean_testset_wav", noisy_test="noisy_testset_wav", log_dir="logfiles",
+                 suffix=".wav") -> Path:
+    """The official folder layout at 48 kHz (0.5–0.9 s signals) with its log files and the unrelated ones."""
+    index = 0
+    for log, clean_dir, noisy_dir, log_name in ((TRAIN_LOG, clean_train, noisy_train, "log_trainset_28spk.txt"),
+                                                (TEST_LOG, clean_test, noisy_test, "log_testset.txt")):
+        for utt in log:
+            clean, noisy = synthetic_pair(index, 0.5 + 0.1 * (index % 5))
+            for folder, wav in ((clean_dir, clean), (noisy_dir, noisy)):
+                (src / folder).mkdir(parents=True, exist_ok=True)
+                sf.write(src / folder / f"{utt}{suffix}", wav, SOURCE_RATE, subtype="PCM_16")
+            index += 1
+        (src / log_dir).mkdir(parents=True, exist_ok=True)
+        (src / log_dir / log_name).write_text("".join(f"{u} {lab} {snr:.6e}\n" for u, (lab, snr) in log.items()))
+    # the release also ships these; they must not be mistaken for the 28-speaker logs
+    (src / log_dir / "log_trainset_56spk.txt").write_text("p234_001 cafe 5.000000e+00\n")
+    (src / log_dir / "log_readme.txt").write_text("noise type and SNR per utterance\n")
+    return src
+
+
+def snapshot(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def release(tmp_path):
+    return make_release(tmp_path / "download")
+
+
+@pytest.fixture
+def prepared(release, tmp_path):
+    dst = tmp_path / "vbdmd"
+    return dst, prepare_vbdmd(release, dst, progress=False)
+
+
+def test_layout_rates_split_and_manifest(release, prepared):
+    dst, summary = prepared
+    ids = {subset: sorted(p.stem for p in (dst / subset / "clean").glob("*.wav"))
+           for subset in ("train", "valid", "test")}
+    assert ids["valid"] == ["p226_001", "p226_002", "p287_001"]
+    assert ids["train"] == ["p250_001", "p250_002", "p250_003"]
+    assert ids["test"] == sorted(TEST_LOG)
+    assert summary["counts"] == {"test": 4, "train": 3, "valid": 3}
+    assert summary["written"] == 10 and summary["skipped"] == 0
+    assert summary["subsets"]["test"]["noise_types"] == {"bus": 2, "cafe": 1, "office": 1}
+    assert summary["subsets"]["valid"]["speakers"] == {"p226": 2, "p287": 1}
+
+    for subset in ids:
+        for kind in ("clean", "noisy"):
+            assert sorted(p.stem for p in (dst / subset / kind).glob("*.wav")) == ids[subset]
+        rows = read_manifest(dst / subset / "manifest.csv", required=("id", "speaker", "noise_type", "snr"))
+        labels = {**TRAIN_LOG, **TEST_LOG}
+        assert [r["id"] for r in rows] == ids[subset]
+        assert all((r["noise_type"], r["snr"]) == labels[r["id"]] and r["speaker"] == r["id"][:4] for r in rows)
+
+    out = dst / "test" / "noisy" / "p257_001.wav"
+    source = release / "noisy_testset_wav" / "p257_001.wav"
+    info = sf.info(str(out))
+    assert (info.samplerate, info.channels) == (16000, 1)
+    assert info.frames == resampled_length(sf.info(str(source)).frames, SOURCE_RATE, 16000)
+    expected = resample_audio(read_audio(source, None), SOURCE_RATE, 16000)
+    assert torch.allclose(read_audio(out), expected, atol=1e-3)  # PCM-16 rounding only
+
+    marker = json.loads((dst / "DONE.json").read_text())
+    assert marker["dataset"] == "vbdmd" and marker["counts"] == summary["counts"]
+    assert not (dst / ".in_progress.json").exists() and not (dst / "skipped.txt").exists()
+
+
+def test_second_run_writes_nothing(release, prepared):
+    dst, _ = prepared
+    before = snapshot(dst)
+    summary = prepare_vbdmd(release, dst, progress=False)
+    assert summary["written"] == 0 and summary["kept"] == 10
+    assert snapshot(dst) == before
+
+
+def test_resume_rewrites_only_what_is_missing(release, prepared):
+    dst, _ = prepared
+    (dst / "train" / "noisy" / "p250_002.wav").unlink()
+    (dst / "DONE.json").rename(dst / ".in_progress.json")  # as if the first run had been interrupted
+    leftover = dst / "valid" / "clean" / "tmpab12cd.tmp.wav"  # half-written file of a killed run
+    leftover.write_bytes(b"RIFF")
+    summary = prepare_vbdmd(release, dst, progress=False)
+    assert summary["written"] == 1 and summary["kept"] == 9
+    assert (dst / "train" / "noisy" / "p250_002.wav").is_file() and not leftover.exists()
+    assert (dst / "DONE.json").is_file() and not (dst / ".in_progress.json").exists()
+
+
+def test_refuses_a_destination_holding_another_dataset(release, prepared, tmp_path):
+    dst, _ = prepared
+    other = make_release(tmp_path / "other")
+    (other / "logfiles" / "log_testset.txt").write_text(
+        "".join(f"{u} living {snr:.6e}\n" for u, (_, snr) in TEST_LOG.items()))
+    with pytest.raises(PrepareError, match="different dataset.*source files differ"):
+        prepare_vbdmd(other, dst, progress=False)
+    with pytest.raises(PrepareError, match="valid_speakers"):
+        prepare_vbdmd(release, dst, valid_speakers=("p226",), progress=False)
+
+    foreign = tmp_path / "foreign"
+    (foreign / "train" / "clean").mkdir(parents=True)
+    (foreign / "train" / "clean" / "x001.wav").write_bytes(b"")
+    with pytest.raises(PrepareError, match="not part of this vbdmd preparation: train/clean/x001.wav"):
+        prepare_vbdmd(release, foreign, progress=False)
+    with pytest.raises(PrepareError, match="would hold the source"):
+        prepare_vbdmd(release, release, progress=False)
+
+
+def test_tolerant_layout_nested_folders_without_wav_suffix(tmp_path):
+    src = make_release(tmp_path / "download", clean_train="DS_10283_2791/clean_trainset_28spk",
+                       noisy_train="DS_10283_2791/noisy_trainset_28spk_wav", clean_test="test/Clean_Testset_Wav",
+                       noisy_test="test/noisy_testset_wav", log_dir="DS_10283_2791/logs/logfiles", suffix=".WAV")
+    summary = prepare_vbdmd(src, tmp_path / "out", progress=False)
+    assert summary["counts"] == {"test": 4, "train": 3, "valid": 3}
+    assert (tmp_path / "out" / "test" / "clean" / "p232_001.wav").is_file()
+
+
+def test_cli_prints_summary_and_reports_errors(release, tmp_path, capsys):
+    assert main(["vbdmd", "--src", str(release), "--dst", str(tmp_path / "out"), "--no-progress", "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "10 pair(s) written" in out and "valid      3 files, 2 speaker(s) (p226, p287)" in out
+    assert "bus 2, cafe 1, office 1" in out and "2.5 1, 7.5 1, 12.5 1, 17.5 1" in out
+    assert main(["vbdmd", "--src", str(tmp_path / "nowhere"), "--dst", str(tmp_path / "out2")]) == 1
+    assert "nowhere: folder not found" in capsys.readouterr().err
+
+
+def test_data_config_builds_the_datamodule(prepared, tmp_path):
+    dst, _ = prepared
+    cfg = OmegaConf.create({
+        "paths": {"data_dir": str(dst.parent)},
+        "spec": {"_target_": "sgmse_nc.spec.Spectrogram", "n_fft": 510, "hop_length": 128, "alpha": 0.5, "beta": 0.15},
+        "data": OmegaConf.load(CONF_DIR / "data" / "vbdmd.yaml"),
+    })
+    assert cfg.data.batch_size == 8 and cfg.data.num_eval_files == 20 and cfg.data.train.num_frames == 256
+    for subset in ("train", "valid", "test"):
+        cfg.data[subset].reference = "same_noise_type"
+    data = instantiate(OmegaConf.to_container(cfg.data, resolve=True))
+    assert [len(d) for d in (data.train_set, data.valid_set, data.test_set)] == [3, 3, 4]
+    item = data.test_set[0]
+    assert item["id"] == "p232_001" and item["x"].shape == (1, 256, 256) and item["r_wav"].shape == (4000,)
