@@ -6,22 +6,11 @@ for a backbone config, with a randomly initialised model (speed does not depend 
 """
 import argparse
 import time
-from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
+from sgmse_nc.config import build_model_from_config
 from sgmse_nc.enhancement import enhance
-from sgmse_nc.model import ScoreModel
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def build(backbone: str, encoder: str) -> ScoreModel:
-    load = lambda group, name: OmegaConf.to_container(OmegaConf.load(CONF / group / f"{name}.yaml"))
-    bb = load("backbone", backbone)
-    bb.pop("cond_dim", None)
-    return ScoreModel(backbone=bb, encoder=load("encoder", encoder)).eval()
 
 
 def main():
@@ -38,7 +27,7 @@ def main():
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = build(args.backbone, args.encoder).to(args.device)
+    model = build_model_from_config([f"backbone={args.backbone}", f"encoder={args.encoder}"]).eval().to(args.device)
     n = int(args.seconds * 16000)
     noisy = [0.1 * torch.randn(n) for _ in range(args.files)]
     refs = [0.1 * torch.randn(16000) for _ in range(args.files)]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from sgmse_nc.ema import ParameterEMA
 from sgmse_nc.encoders import build_encoder
@@ -16,6 +17,10 @@ from sgmse_nc.sde import OUVESDE, score_matching_loss
 from sgmse_nc.spec import Spectrogram, pad_frames
 
 DEFAULT_SAMPLER = {"name": "pc", "N": 30, "snr": 0.5, "corrector_steps": 1}
+
+
+def _plain(node):
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def null_condition(z: torch.Tensor) -> torch.Tensor:
@@ -40,6 +45,9 @@ class ScoreModel(pl.LightningModule):
                  ema_decay: float = 0.999, cond_drop_prob: float = 0.0, guidance_scale: float = 1.0,
                  eval_metrics: tuple[str, ...] = ("pesq", "estoi", "si_sdr")):
         super().__init__()
+        # Plain containers (Hydra passes DictConfigs): checkpoints then load with torch's weights_only=True.
+        backbone, encoder, sde, spec, sampler = (_plain(c) for c in (backbone, encoder, sde, spec, sampler))
+        eval_metrics = list(eval_metrics)
         self.save_hyperparameters()
         self.encoder = build_encoder(**(encoder or {"name": "none"}))
         # `dnn` mirrors SGMSE+'s attribute name, so its checkpoints' `dnn.*` keys map one to one.
@@ -123,8 +131,11 @@ class ScoreModel(pl.LightningModule):
         clean = (self.spec.to_wav(batch["x"].squeeze(1)) * norm).cpu().numpy()
         for est, ref in zip(estimate, clean):
             scores = compute_metrics(est, ref, sr=16000, metrics=self.eval_metrics)
-            for name, value in scores.items():
-                self.log(f"valid_{name}", float(value), on_epoch=True, sync_dist=True, batch_size=1,
+            for name in self.eval_metrics:  # a metric that failed on this file (NaN) is left out of the mean
+                value = float(scores[name])
+                if value != value:
+                    continue
+                self.log(f"valid_{name}", value, on_epoch=True, sync_dist=True, batch_size=1,
                          add_dataloader_idx=False)
 
     # ---- inference --------------------------------------------------------------------------------------

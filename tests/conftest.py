@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 def speech_like(seconds: float = 1.0, sr: int = 16000, f0: float = 140.0, seed: int = 0) -> torch.Tensor:

@@ -11,7 +11,8 @@ import soundfile as sf
 import torch
 
 from sgmse_nc.audio import read_audio, write_audio
-from sgmse_nc.data import builders
+from sgmse_nc.data.manifest import write_text_atomic
+from sgmse_nc.data.prepare import main as prepare_main
 from sgmse_nc.data.builders import BuildError, build_esc50, build_nonstationary
 from sgmse_nc.data.manifest import read_manifest
 from sgmse_nc.data.noise_pool import active_mask
@@ -22,15 +23,16 @@ SR, ESC_SR = 16000, 44100
 CATEGORIES = ("dog", "rain", "siren")
 
 
-def make_esc50(root, rng):
-    """ESC-50 layout: audio/<fold>-<src>-A-<target>.wav (5 s, 44.1 kHz) mostly silent around a 1-1.5 s
-    burst of unique noise, and meta/esc50.csv."""
+def make_esc50(root, rng, burst=(1.0, 1.5)):
+    """ESC-50 layout: audio/<fold>-<src>-A-<target>.wav (5 s, 44.1 kHz) mostly silent around a burst of
+    unique noise (1-1.5 s by default), and meta/esc50.csv."""
     rows = []
     for target, category in enumerate(CATEGORIES):
         for fold in (1, 2, 3):
             name = f"{fold}-{100 + 10 * target + fold}-A-{target}.wav"
             clip = np.zeros(5 * ESC_SR)
-            start, length = int(rng.integers(0, 3 * ESC_SR)), int(rng.uniform(1.0, 1.5) * ESC_SR)
+            length = int(rng.uniform(*burst) * ESC_SR)
+            start = int(rng.integers(0, 5 * ESC_SR - length))
             clip[start:start + length] = rng.uniform(0.05, 0.5) * rng.standard_normal(length)
             write_audio(root / "audio" / name, clip, ESC_SR)
             rows.append({"filename": name, "fold": fold, "target": target, "category": category, "esc10": "False",
@@ -111,7 +113,7 @@ def test_esc50_sets_are_deterministic_honest_and_at_target_snr(inputs, tmp_path,
 
 def test_esc50_rerun_is_idempotent_and_changed_params_are_refused(inputs, tmp_path):
     esc, clean, out = inputs / "ESC-50-master", inputs / "clean", tmp_path / "esc"
-    assert builders.main(["esc50", "--esc50", str(esc), "--clean", str(clean), "--out", str(out), "--snrs", "5",
+    assert prepare_main(["esc50", "--esc50", str(esc), "--clean", str(clean), "--out", str(out), "--snrs", "5",
                           "--no-progress"]) == 0
     before = mtimes(out)
     again = build_esc50(esc, clean, out, snrs=(5,), progress=False)
@@ -130,7 +132,7 @@ def test_esc50_resumes_an_interrupted_build(inputs, tmp_path):
     out = tmp_path / "partial"
     build_esc50(esc, clean, out, snrs=(5,), progress=False)
     (out / "DONE.json").unlink()  # as if interrupted: PARAMS.json and some files are there
-    builders.write_text_atomic(out / "PARAMS.json", (tmp_path / "full" / "DONE.json").read_text())
+    write_text_atomic(out / "PARAMS.json", (tmp_path / "full" / "DONE.json").read_text())
     victim = next((out / "snr_5" / "noisy").iterdir())
     victim.unlink()
     (out / "snr_5" / "manifest.csv").unlink()
@@ -154,15 +156,17 @@ def test_esc50_category_and_fold_selection(inputs, tmp_path, capsys):
 
 
 def test_esc50_same_clip_reference_or_counted_fallback(inputs, tmp_path):
-    summary = build_esc50(inputs / "ESC-50-master", inputs / "clean", tmp_path / "o", snrs=(5,),
+    # bursts of 1-1.5 s under 1.5-2.5 s of speech: no room for a reference outside the mixed stretch
+    summary = build_esc50(inputs / "ESC-50-master", inputs / "clean", tmp_path / "short", snrs=(5,),
                           reference="same_clip", ref_seconds=0.25, progress=False)
-    rows = read_manifest(tmp_path / "o" / "snr_5" / "manifest.csv")
-    same = [r for r in rows if r["reference_file"] == r["noise_file"]]
-    # bursts of 1-1.5 s under 1.5-2.5 s of speech: the reference loops the rest of the burst, or falls back
-    assert len(same) + summary["same_clip_fallbacks"] == len(rows)
-    check_sets(tmp_path / "o", (5,), 4, ref_len=SR // 4)
-    for row in same:
-        assert int(row["reference_offset"]) != int(row["noise_offset"])
+    rows = read_manifest(tmp_path / "short" / "snr_5" / "manifest.csv")
+    assert summary["same_clip_fallbacks"] == 4 and all(r["reference_file"] != r["noise_file"] for r in rows)
+    # bursts of 4.5 s: the reference is a stretch of the same clip outside the mixed one
+    esc = make_esc50(tmp_path / "esc", np.random.default_rng(1), burst=(4.5, 4.6))
+    summary = build_esc50(esc, inputs / "clean", tmp_path / "long", snrs=(5,), reference="same_clip",
+                          ref_seconds=0.25, progress=False)
+    rows = check_sets(tmp_path / "long", (5,), 4, ref_len=SR // 4)
+    assert summary["same_clip_fallbacks"] == 0 and all(r["reference_file"] == r["noise_file"] for r in rows)
 
 
 def test_esc50_bad_inputs(inputs, tmp_path, caplog):
@@ -193,7 +197,7 @@ def test_esc50_bad_inputs(inputs, tmp_path, caplog):
 
 
 def test_cli_reports_errors_without_traceback(tmp_path, capsys):
-    code = builders.main(["esc50", "--esc50", str(tmp_path / "no"), "--clean", str(tmp_path), "--out",
+    code = prepare_main(["esc50", "--esc50", str(tmp_path / "no"), "--clean", str(tmp_path), "--out",
                           str(tmp_path / "o"), "--no-progress"])
     assert code == 1 and "error:" in capsys.readouterr().err
 
@@ -202,7 +206,7 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
 
 def test_nonstationary_synthetic_sets(inputs, tmp_path, capsys):
     clean = inputs / "clean"
-    code = builders.main(["nonstationary", "--clean", str(clean), "--out", str(tmp_path / "a"), "--snrs", "0", "5",
+    code = prepare_main(["nonstationary", "--clean", str(clean), "--out", str(tmp_path / "a"), "--snrs", "0", "5",
                           "--num-items", "6", "--seed", "2", "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -256,6 +260,15 @@ def test_nonstationary_bad_inputs(inputs, tmp_path):
     with pytest.raises(BuildError, match="unknown or no kinds"):
         build_nonstationary(clean, tmp_path / "o", kinds=["chaos"], progress=False)
     assert not (tmp_path / "o").exists()
+    # a silent clean file is skipped and counted; ids that collide are refused, naming both files
+    speech = tmp_path / "speech"
+    write_audio(speech / "a" / "x.wav", speech_like(SR, np.random.default_rng(2)), SR)
+    write_audio(speech / "silent.wav", np.zeros(SR), SR)
+    summary = build_nonstationary(speech, tmp_path / "s", kinds=["varying_snr"], snrs=(0,), progress=False)
+    assert summary["items"] == 1 and summary["skipped_speech"] == 1
+    write_audio(speech / "a_x.wav", speech_like(SR, np.random.default_rng(3)), SR)
+    with pytest.raises(BuildError, match=r"a_x.wav and a/x.wav both give the id 'a_x_varying_snr'"):
+        build_nonstationary(speech, tmp_path / "c", kinds=["varying_snr"], snrs=(0,), progress=False)
     # one type is enough for a varying SNR
     build_nonstationary(clean, tmp_path / "v", synthetic=["pink"], kinds=["varying_snr"], snrs=(0,), progress=False)
     assert len(read_manifest(tmp_path / "v" / "snr_0" / "manifest.csv")) == 4

@@ -1,9 +1,9 @@
 """Test-set builders: clean test speech mixed with ESC-50 noise (out of distribution) or with noise that
 changes within the utterance (non-stationary).
 
-    python -m sgmse_nc.data.builders esc50 --esc50 <ESC-50-master> --clean <vbdmd>/test/clean \\
+    python -m sgmse_nc.data.prepare esc50 --esc50 <ESC-50-master> --clean <vbdmd>/test/clean \\
         --out <root>/esc50_ood --snrs 0 5 10 --seed 0
-    python -m sgmse_nc.data.builders nonstationary --clean <vbdmd>/test/clean --out <root>/nonstationary \\
+    python -m sgmse_nc.data.prepare nonstationary --clean <vbdmd>/test/clean --out <root>/nonstationary \\
         --noise <DEMAND> --snrs 0 5 10 --seed 0
 
 Both write, for every SNR k, `<out>/snr_<k>/{clean,noisy,noise_ref}/<id>.wav` (16 kHz, PCM 16) and
@@ -29,7 +29,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from sgmse_nc.data.augment import ConcatSource, SyntheticSource
 from sgmse_nc.data.manifest import write_manifest, write_text_atomic
 from sgmse_nc.data.mixing import SILENT_RMS, mix_at_snr
 from sgmse_nc.data.noise_pool import AudioPool, NoisePair, PoolSource
+from sgmse_nc.data.prepare import PrepareError, Subcommand
 from sgmse_nc.data.synthetic import NOISES
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ KINDS = ("concat", "varying_snr", "events")
 DEFAULT_SYNTHETIC = ("white", "pink", "brown", "hum")
 
 
-class BuildError(ValueError):
+class BuildError(PrepareError):
     """A problem with a builder's inputs or output folder; the message names it and the fix."""
 
 
@@ -123,11 +124,17 @@ def speech_id(name: str) -> str:
     return Path(name).with_suffix("").as_posix().replace("/", "_")
 
 
-def render(out: Path, items: Iterable[Item], snrs: list[float], sample_rate: int = SAMPLE_RATE) -> dict[float, list[dict]]:
+def render(out: Path, items: Iterable[Item], snrs: list[float],
+           sample_rate: int = SAMPLE_RATE) -> dict[float, list[dict]]:
     """Mix every item at every SNR; write the three wavs (files already there from an interrupted run are
     complete, because writes are atomic, and kept) and return the manifest rows per SNR."""
     rows: dict[float, list[dict]] = {snr: [] for snr in snrs}
+    seen: dict[str, str] = {}
     for item in items:
+        if item.id in seen:
+            raise BuildError(f"{item.speech_file} and {seen[item.id]} both give the id {item.id!r} (sub-folders "
+                             f"are joined with '_'). Rename one of them.")
+        seen[item.id] = item.speech_file
         for snr in snrs:
             mix = mix_at_snr(item.clean, item.pair.noise, item.pair.reference, snr, sample_rate)
             folder = out / snr_folder(snr)
@@ -148,6 +155,8 @@ def finish(out: Path, name: str, params: dict, rows: dict[float, list[dict]], co
     for snr, snr_rows in rows.items():
         write_manifest(out / snr_folder(snr) / "manifest.csv", snr_rows, columns)
     first = next(iter(rows.values()))
+    if not first:
+        raise BuildError(f"no item was built: every clean file was skipped ({notes}). Check --clean.")
     summary = {
         "builder": name,
         "out": str(out),
@@ -176,14 +185,17 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def speech_items(speech: AudioPool, count: int, seed: int, skipped: Counter) -> Iterator[tuple[int, str, torch.Tensor, np.random.Generator]]:
+def speech_items(speech: AudioPool, count: int, seed: int,
+                 skipped: Counter) -> Iterator[tuple[int, str, torch.Tensor, np.random.Generator]]:
     """(item index, id, clean wav, item generator) for `count` items cycling over the speech pool; silent
     files are skipped and counted."""
     for k in range(count):
         i = k % len(speech)
         clean = speech.read(i)
         if rms(clean) <= SILENT_RMS:
-            skipped[f"silent speech ({speech.files[i].name})"] += 1
+            skipped[speech.files[i].name] += 1
+            if skipped[speech.files[i].name] == 1:
+                log.warning("%s: silent clean speech, skipped (counted in skipped_speech)", speech.files[i].path)
             continue
         repeat = f"_{k // len(speech)}" if count > len(speech) else ""
         yield k, speech_id(speech.files[i].name) + repeat, clean, np.random.default_rng([seed, 1, k])
@@ -264,7 +276,7 @@ def build_esc50(esc50, clean, out, snrs=(0, 5, 10), categories: list[str] | None
 
     ref_len = int(round(ref_seconds * SAMPLE_RATE))
     other = {c: PoolSource(pool, reference="same_class", label=c) for c in pool.by_label}
-    same = {c: PoolSource(pool, reference="same_recording", label=c) for c in pool.by_label}
+    same = {c: PoolSource(pool, reference="same_recording", label=c, warn_overlap=False) for c in pool.by_label}
     count = num_items or len(speech)
     plan = balanced(sorted(pool.by_label), count, seed)
     skipped, fallbacks = Counter(), 0
@@ -283,7 +295,7 @@ def build_esc50(esc50, clean, out, snrs=(0, 5, 10), categories: list[str] | None
 
     rows_by_snr = render(out, _progress(items(), count, progress, "esc50"), snrs)
     notes = {"reference": reference, "noise_clips": len(pool), "skipped_speech": sum(speech.skipped.values())
-             + sum(skipped.values()), "skipped_noise": sum(pool.skipped.values())}
+             + len(skipped), "skipped_noise": sum(pool.skipped.values())}
     if reference == "same_clip":
         notes["same_clip_fallbacks"] = fallbacks
     elif fallbacks:
@@ -459,7 +471,7 @@ def build_nonstationary(clean, out, noise_dirs=(), noise_labels: str | None = "s
 
     rows_by_snr = render(out, _progress(items(), count, progress, "nonstationary"), snrs)
     overlapping = sum(s.overlapping_references for s in types.values() if isinstance(s, PoolSource))
-    notes = {"noise_types": len(types), "skipped_speech": sum(speech.skipped.values()) + sum(skipped.values()),
+    notes = {"noise_types": len(types), "skipped_speech": sum(speech.skipped.values()) + len(skipped),
              "skipped_noise": sum(sum(p.skipped.values()) for p in pools), "overlapping_references": overlapping}
     summary = finish(out, "nonstationary", params, rows_by_snr, NONSTATIONARY_COLUMNS, "kind", notes)
     return summary
@@ -468,7 +480,8 @@ def build_nonstationary(clean, out, noise_dirs=(), noise_labels: str | None = "s
 # ------------------------------------------------------------------------------------------------ CLI
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clean", required=True, type=Path, help="folder of clean test speech (e.g. <vbdmd>/test/clean)")
+    parser.add_argument("--clean", required=True, type=Path,
+                        help="folder of clean test speech (e.g. <vbdmd>/test/clean)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (new, empty, or a previous run)")
     parser.add_argument("--snrs", nargs="+", type=float, default=[0.0, 5.0, 10.0], help="SNRs in dB (default 0 5 10)")
     parser.add_argument("--seed", type=int, default=0)
@@ -522,43 +535,15 @@ def run_nonstationary(args: argparse.Namespace) -> dict:
     return summary
 
 
-@dataclass(frozen=True)
-class Builder:
-    """Same fields as prepare.Subcommand, so the prepare CLI can register these as subcommands."""
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], dict]
-
-
-SUBCOMMANDS: dict[str, Builder] = {
-    "esc50": Builder("ESC-50 out-of-distribution test sets (clean test speech + ESC-50 clips)",
-                     add_esc50_arguments, run_esc50),
-    "nonstationary": Builder("non-stationary noise test sets (concatenated types, varying SNR, events)",
-                             add_nonstationary_arguments, run_nonstationary),
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "esc50": Subcommand("ESC-50 out-of-distribution test sets (clean test speech + ESC-50 clips)",
+                        add_esc50_arguments, run_esc50),
+    "nonstationary": Subcommand("non-stationary noise test sets (concatenated types, varying SNR, events)",
+                                add_nonstationary_arguments, run_nonstationary),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sgmse_nc.data.builders", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="builder", required=True, metavar="BUILDER")
-    for name, builder in SUBCOMMANDS.items():
-        sub = commands.add_parser(name, help=builder.help)
-        builder.add_arguments(sub)
-        sub.set_defaults(run=builder.run)
-    return parser
+if __name__ == "__main__":  # same CLI as `python -m sgmse_nc.data.prepare`, which lists these subcommands too
+    from sgmse_nc.data.prepare import main
 
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(1)
-    try:
-        args.run(args)
-    except (BuildError, AudioError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -118,7 +118,7 @@ class AudioPool:
             rel = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.name
             label = label_of(path, rel)
             if labels is not None and label is None:
-                skipped.setdefault("no label in the csv", []).append(str(path))
+                skipped.setdefault("without a class (not in the csv, or not in a sub-folder)", []).append(str(path))
                 continue
             self.files.append(PoolFile(path, rel, frames, rate, channels, label))
         self.skipped = {reason: len(names) for reason, names in skipped.items()}
@@ -284,7 +284,7 @@ class PoolSource:
     REFERENCES = ("same_recording", "same_class")
 
     def __init__(self, pools: list[AudioPool] | AudioPool, weights: list[float] | None = None,
-                 reference: str = "same_recording", label: str | None = None):
+                 reference: str = "same_recording", label: str | None = None, warn_overlap: bool = True):
         self.pools = [pools] if isinstance(pools, AudioPool) else list(pools)
         if not self.pools:
             raise AudioError("no noise pool configured: give at least one noise folder.")
@@ -300,7 +300,7 @@ class PoolSource:
             raise ValueError(f"noise pool weights {list(weights)} must be one non-negative number per pool "
                              f"({len(self.pools)}), not all zero.")
         self.weights = weights / weights.sum()
-        self.reference, self.label = reference, label
+        self.reference, self.label, self.warn_overlap = reference, label, warn_overlap
         self.overlapping_references = 0
 
     def draw(self, length: int, ref_length: int, rng: np.random.Generator) -> NoisePair:
@@ -323,7 +323,7 @@ class PoolSource:
         reference = pool.read_looped(i, ref_start, ref_length, ref_region)
         if overlapping:
             self.overlapping_references += 1
-            if self.overlapping_references == 1:
+            if self.overlapping_references == 1 and self.warn_overlap:
                 log.warning("noise %s (%d samples active) is too short for a reference outside the mixed "
                             "stretch; such references overlap the noise (counted in `overlapping_references`). "
                             "Use longer recordings or reference: same_class.", pool.files[i].path, b - a)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import sys
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import torch
 from tqdm import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, list_audio, read_audio, write_audio
@@ -466,10 +468,17 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 }
 
 
+def all_subcommands() -> dict[str, Subcommand]:
+    """Corpus preparation plus the test-set builders (imported here: builders.py imports this module)."""
+    from sgmse_nc.data.builders import SUBCOMMANDS as BUILDERS
+
+    return {**SUBCOMMANDS, **BUILDERS}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sgmse_nc.data.prepare", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
-    for name, command in SUBCOMMANDS.items():
+    for name, command in all_subcommands().items():
         sub = commands.add_parser(name, help=command.help)
         command.add_arguments(sub)
         sub.set_defaults(run=command.run)
@@ -478,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(1)
     try:
         summary = args.run(args)
     except (PrepareError, AudioError, ManifestError) as err:
