@@ -128,9 +128,10 @@ def test_more_utterances_keep_the_first_ones(tmp_path, corpus):
     bigger = make_demo_corpus(tmp_path / "bigger", **{**SMALL, "num_train": 10})
     first = {row["id"]: row for row in manifest(corpus, "train")}
     rows = {row["id"]: row for row in manifest(bigger, "train")}
+    # Conditions come from the same shuffled block, audio from per-utterance seeds: nothing moves.
     for utt_id, row in first.items():
-        if rows[utt_id] == row:  # same condition drawn: then the audio is the same too
-            assert np.array_equal(read(corpus, "train", "noisy", utt_id), read(bigger, "train", "noisy", utt_id))
+        assert rows[utt_id] == row
+        assert np.array_equal(read(corpus, "train", "noisy", utt_id), read(bigger, "train", "noisy", utt_id))
 
 
 def test_idempotent_and_never_overwrites(tmp_path, monkeypatch):
@@ -271,3 +272,20 @@ def test_filter_frames_with_flat_response_is_identity():
     x = np.random.default_rng(0).standard_normal(5000)
     y = synthetic.filter_frames(x, lambda centres: np.ones((centres.size, 257)))
     np.testing.assert_allclose(y, x, atol=1e-10)
+
+
+def test_paired_dataset_and_hydra_read_the_corpus(corpus):
+    from hydra.utils import instantiate
+
+    from sgmse_nc.data.paired import PairedFolderDataset
+
+    dataset = PairedFolderDataset(corpus, "valid", num_frames=64)
+    assert len(dataset) == 2
+    example = dataset[0]
+    assert example["id"] == manifest(corpus, "valid")[0]["id"]
+    assert example["x"].shape == example["y"].shape
+    # A config can make the corpus as the dataset's root (Hydra instantiates nested nodes first).
+    config = {"_target_": "sgmse_nc.data.paired.PairedFolderDataset", "subset": "test", "num_frames": 64,
+              "root": {"_target_": "sgmse_nc.data.demo.ensure_demo_corpus", "out_dir": str(corpus),
+                       **{k: list(v) if isinstance(v, tuple) else v for k, v in SMALL.items()}}}
+    assert len(instantiate(config)) == 3

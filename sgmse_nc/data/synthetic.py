@@ -61,7 +61,8 @@ def _set_level(x: np.ndarray, level: float = LEVEL_RMS) -> np.ndarray:
 @lru_cache(maxsize=64)
 def _bandpass(low: float, high: float, sr: int, order: int) -> np.ndarray:
     """Butterworth band-pass as second-order sections (cached: designing costs more than filtering)."""
-    return signal.butter(order, (low, min(high, 0.45 * sr)), "bandpass", fs=sr, output="sos")
+    high = min(high, 0.45 * sr)  # at low sample rates the band shrinks to fit below Nyquist
+    return signal.butter(order, (min(low, 0.8 * high), high), "bandpass", fs=sr, output="sos")
 
 
 def _seconds(rng: np.random.Generator, low: float, high: float, sr: int) -> int:
