@@ -14,14 +14,6 @@ TINY = dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(128,))
 FAKE_MODULE = "fake_sgmse_data_module"  # importable only while the checkpoint is written
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_net(seed: int, **kw) -> NCSNpp:
     torch.manual_seed(seed)
     net = NCSNpp(**TINY, **kw).eval()

@@ -16,15 +16,6 @@ REFERENCE_LAYOUT_SHA256 = "d625c0e59482a3b7ee813b453a89d40bceaefa5deec0080797de0
 REFERENCE_NUM_PARAMETERS = 65_590_822
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions run faster on one thread, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def backbone_from_config(name: str, cond_dim: int = 0) -> NCSNpp:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name=f"backbone/{name}")
@@ -51,6 +42,13 @@ def test_tiny_forward_shape_and_finite(tiny, frames):
         score = tiny(x_t, y, torch.tensor([0.1, 0.9]))
     assert score.shape == (2, 1, 256, frames) and score.is_complex()
     assert torch.isfinite(torch.view_as_real(score)).all()
+
+
+def test_bf16_autocast_returns_complex64(tiny):
+    x_t, y = spectrograms(1, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        score = tiny(x_t, y, torch.tensor([0.5]))
+    assert score.dtype == torch.complex64 and torch.isfinite(torch.view_as_real(score)).all()
 
 
 def test_time_multiple_and_input_checks(tiny):

@@ -20,20 +20,28 @@ from sgmse_nc.data.references import build_reference
 from sgmse_nc.spec import Spectrogram
 
 
+def mismatch_message(clean: dict, noisy: dict, clean_dir, noisy_dir) -> str | None:
+    """Why two {name: path} maps of paired folders do not hold the same names (None when they do)."""
+    only_clean, only_noisy = sorted(clean.keys() - noisy.keys()), sorted(noisy.keys() - clean.keys())
+    if not (only_clean or only_noisy):
+        return None
+
+    def show(names):
+        return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+    return (f"clean and noisy folders do not match: {len(only_clean)} file(s) only in {clean_dir}"
+            f"{': ' + show(only_clean) if only_clean else ''}; {len(only_noisy)} only in {noisy_dir}"
+            f"{': ' + show(only_noisy) if only_noisy else ''}.")
+
+
 def match_pairs(clean_dir: Path, noisy_dir: Path) -> list[tuple[Path, Path]]:
     """Pair files by their path relative to each folder; any unmatched name is an error, never skipped."""
     clean = {p.relative_to(clean_dir).as_posix(): p for p in list_audio(clean_dir)}
     noisy = {p.relative_to(noisy_dir).as_posix(): p for p in list_audio(noisy_dir)}
     if not clean:
         raise AudioError(f"{clean_dir}: no .wav/.flac files found. Check the data root in your config.")
-    only_clean, only_noisy = sorted(clean.keys() - noisy.keys()), sorted(noisy.keys() - clean.keys())
-    if only_clean or only_noisy:
-        def show(names):
-            return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
-        raise AudioError(
-            f"clean and noisy folders do not match: {len(only_clean)} file(s) only in {clean_dir}"
-            f"{': ' + show(only_clean) if only_clean else ''}; {len(only_noisy)} only in {noisy_dir}"
-            f"{': ' + show(only_noisy) if only_noisy else ''}. Both folders need the same file names.")
+    problem = mismatch_message(clean, noisy, clean_dir, noisy_dir)
+    if problem:
+        raise AudioError(f"{problem} Both folders need the same file names.")
     return [(clean[k], noisy[k]) for k in sorted(clean)]
 
 

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, list_audio, read_audio, write_audio
 from sgmse_nc.data.manifest import VBDMD_COLUMNS, ManifestError, write_manifest, write_text_atomic
+from sgmse_nc.data.paired import mismatch_message
 
 DONE_MARKER, PROGRESS_MARKER, SKIPPED_LIST = "DONE.json", ".in_progress.json", "skipped.txt"
 MARKER_FORMAT = 1
@@ -374,15 +375,9 @@ def audio_by_id(folder: Path) -> dict[str, Path]:
 def pair_by_id(clean_dir: Path, noisy_dir: Path) -> list[tuple[str, Path, Path]]:
     """(id, clean, noisy) matched by file name; any name in only one folder stops the run."""
     clean, noisy = audio_by_id(clean_dir), audio_by_id(noisy_dir)
-    only_clean, only_noisy = sorted(clean.keys() - noisy.keys()), sorted(noisy.keys() - clean.keys())
-    if only_clean or only_noisy:
-        def show(names):
-            return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
-        raise PrepareError(
-            f"clean and noisy folders do not match: {len(only_clean)} file(s) only in {clean_dir}"
-            f"{': ' + show(only_clean) if only_clean else ''}; {len(only_noisy)} only in {noisy_dir}"
-            f"{': ' + show(only_noisy) if only_noisy else ''}. "
-            f"Re-extract the official zips so both hold the same names.")
+    problem = mismatch_message(clean, noisy, clean_dir, noisy_dir)
+    if problem:
+        raise PrepareError(f"{problem} Re-extract the official zips so both hold the same names.")
     return [(utt, clean[utt], noisy[utt]) for utt in sorted(clean)]
 
 

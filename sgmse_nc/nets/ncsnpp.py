@@ -30,9 +30,10 @@ NUM_TEMB_MODULES = 3  # all_modules[0:3]: Fourier projection, two Linear layers
 class NCSNpp(nn.Module):
     """U-Net over the stacked real/imaginary channels of x_t and y; time enters as log t.
 
-    Args mirror SGMSE+'s NCSNpp. Only the options the reference can actually run with FIR resampling
-    are offered: BigGAN residual blocks, `progressive` in {output_skip, none}, `progressive_input`
-    in {input_skip, none}.
+    Args mirror SGMSE+'s NCSNpp. Offered: BigGAN residual blocks, `progressive` in {output_skip, none},
+    `progressive_input` in {input_skip, none}, `progressive_combine` in {sum, cat}. (The reference's
+    'ddpm' blocks and 'residual' output pyramid crash with FIR resampling; its 'residual' input
+    pyramid is not ported.)
     cond_dim: size of a global condition z_r (0 = unconditional SGMSE+).
     """
 
@@ -138,7 +139,7 @@ class NCSNpp(nn.Module):
         h = self._unet(x, self._embedding(t, cond))
         if self.scale_by_sigma:  # SGMSE+ divides by t (its "sigma") before the output layer
             h = h / t[:, None, None, None]
-        h = self.output_layer(h)
+        h = self.output_layer(h).to(x.dtype)  # complex needs float32/64, also under bf16 autocast
         return -torch.complex(h[:, 0], h[:, 1]).unsqueeze(1)
 
     def _embedding(self, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
