@@ -6,6 +6,7 @@ items (all with their file's condition) and overlap-added back with linear cross
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, list_audio, read_audio, resample_audio, write_audio
+from sgmse_nc.data.manifest import write_text_atomic
 from sgmse_nc.model import ScoreModel, null_condition
 
 log = logging.getLogger(__name__)
@@ -137,6 +139,10 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
     if missing:
         raise AudioError(f"{len(missing)} reference file(s) missing in {ref_dir}, e.g. {missing[:3]}. Every noisy "
                          f"file needs a same-named noise-only reference there, or drop --ref-dir (unconditional).")
+    settings = _check_settings(out_dir, {"ckpt": str(Path(ckpt).resolve()), "ckpt_mtime": _mtime(ckpt),
+                              "ref_dir": str(Path(ref_dir).resolve()) if ref_dir else None,
+                              "guidance_scale": guidance_scale, "use_ema": use_ema, "seed": seed,
+                              "chunk_seconds": chunk_seconds, **sampler_overrides}, overwrite)
     todo = [i for i, n in enumerate(names) if overwrite or not (out_dir / n).is_file()]
     summary = {"files": len(files), "skipped_existing": len(files) - len(todo), "enhanced": 0}
     if not todo:
@@ -144,6 +150,7 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
         return summary
 
     model = ScoreModel.load_for_inference(ckpt, map_location=device, use_ema=use_ema)
+    _record_settings(out_dir, settings)
     if ref_dir and not model.encoder.embed_dim:
         log.warning("%s is an unconditional model: the references in %s are not used", ckpt, ref_dir)
     bar = tqdm(total=len(todo), unit="file", desc="enhance")
@@ -164,3 +171,26 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
         summary["enhanced"] += len(block)
     bar.close()
     return summary
+
+
+SETTINGS_FILE = "enhance_settings.json"
+
+
+def _mtime(path) -> float | None:
+    return Path(path).stat().st_mtime if Path(path).is_file() else None
+
+
+def _check_settings(out_dir: Path, settings: dict, overwrite: bool) -> dict:
+    """A rerun into `out_dir` with other settings than its files were made with must not mix outputs."""
+    record = out_dir / SETTINGS_FILE
+    if record.is_file() and not overwrite:
+        previous = json.loads(record.read_text())
+        changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+        if changed:
+            raise ValueError(f"{out_dir}: holds outputs made with other settings ({', '.join(changed)} differ; "
+                             f"see {record}). Use another --out, or --overwrite to redo every file.")
+    return settings
+
+
+def _record_settings(out_dir: Path, settings: dict) -> None:
+    write_text_atomic(out_dir / SETTINGS_FILE, json.dumps(settings, indent=2, sort_keys=True))

@@ -38,8 +38,11 @@ def test_train_resume_enhance_evaluate(tmp_path):
         "--out", str(enhanced), "--N", "2", "--guidance", "1.5")
     for noisy in (test / "noisy").glob("*.wav"):
         assert sf.info(enhanced / noisy.name).frames == sf.info(noisy).frames
-    again = run("enhance.py", "--ckpt", str(ckpt), "--noisy", str(test / "noisy"), "--out", str(enhanced))
-    assert "3 already done" in again.stdout
+    args = ["enhance.py", "--ckpt", str(ckpt), "--noisy", str(test / "noisy"), "--ref-dir", str(test / "noise_ref"),
+            "--out", str(enhanced), "--N", "2", "--guidance", "1.5"]
+    assert "3 already done" in run(*args).stdout  # a rerun resumes: nothing to redo
+    other = subprocess.run([sys.executable, *args[:-1], "2.0"], cwd=ROOT, capture_output=True, text=True)
+    assert other.returncode == 2 and "guidance_scale" in other.stderr  # never mixes outputs of other settings
 
     out = tmp_path / "eval"
     run("evaluate.py", "--enhanced", str(enhanced), "--clean", str(test / "clean"), "--noisy", str(test / "noisy"),
