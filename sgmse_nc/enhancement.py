@@ -139,7 +139,7 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
     if missing:
         raise AudioError(f"{len(missing)} reference file(s) missing in {ref_dir}, e.g. {missing[:3]}. Every noisy "
                          f"file needs a same-named noise-only reference there, or drop --ref-dir (unconditional).")
-    settings = _check_settings(out_dir, {"ckpt": str(Path(ckpt).resolve()), "ckpt_mtime": _mtime(ckpt),
+    _check_settings(out_dir, {"ckpt": str(Path(ckpt).resolve()), "ckpt_step": _trained_steps(ckpt),
                               "ref_dir": str(Path(ref_dir).resolve()) if ref_dir else None,
                               "guidance_scale": guidance_scale, "use_ema": use_ema, "seed": seed,
                               "chunk_seconds": chunk_seconds, **sampler_overrides}, overwrite)
@@ -150,7 +150,6 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
         return summary
 
     model = ScoreModel.load_for_inference(ckpt, map_location=device, use_ema=use_ema)
-    _record_settings(out_dir, settings)
     if ref_dir and not model.encoder.embed_dim:
         log.warning("%s is an unconditional model: the references in %s are not used", ckpt, ref_dir)
     bar = tqdm(total=len(todo), unit="file", desc="enhance")
@@ -176,11 +175,16 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
 SETTINGS_FILE = "enhance_settings.json"
 
 
-def _mtime(path) -> float | None:
-    return Path(path).stat().st_mtime if Path(path).is_file() else None
+def _trained_steps(ckpt) -> int | None:
+    """The checkpoint's optimizer step: what identifies its weights (a resumed, finished run rewrites the file
+    with the same weights, so its modification time says nothing)."""
+    try:
+        return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    except Exception:  # missing or not a Lightning checkpoint: load_for_inference reports it clearly
+        return None
 
 
-def _check_settings(out_dir: Path, settings: dict, overwrite: bool) -> dict:
+def _check_settings(out_dir: Path, settings: dict, overwrite: bool) -> None:
     """A rerun into `out_dir` with other settings than its files were made with must not mix outputs."""
     record = out_dir / SETTINGS_FILE
     if record.is_file() and not overwrite:
@@ -189,8 +193,5 @@ def _check_settings(out_dir: Path, settings: dict, overwrite: bool) -> dict:
         if changed:
             raise ValueError(f"{out_dir}: holds outputs made with other settings ({', '.join(changed)} differ; "
                              f"see {record}). Use another --out, or --overwrite to redo every file.")
-    return settings
-
-
-def _record_settings(out_dir: Path, settings: dict) -> None:
-    write_text_atomic(out_dir / SETTINGS_FILE, json.dumps(settings, indent=2, sort_keys=True))
+    if settings["ckpt_step"] is not None:  # an unreadable checkpoint fails later with its own message
+        write_text_atomic(record, json.dumps(settings, indent=2, sort_keys=True))
