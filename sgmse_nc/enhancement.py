@@ -36,28 +36,29 @@ def chunk_bounds(length: int, chunk: int, overlap: int) -> list[tuple[int, int]]
     return [(s, s + chunk) for s in starts]
 
 
-def _crossfade_weights(bounds: list[tuple[int, int]], length: int, overlap: int) -> list[torch.Tensor]:
-    """Per-chunk weights that ramp linearly over each overlap and sum to one everywhere."""
-    weights = []
-    for i, (a, b) in enumerate(bounds):
+def overlap_add(pieces: list[torch.Tensor], bounds: list[tuple[int, int]], length: int, ramp: int) -> torch.Tensor:
+    """Join chunks that cover [0, length): each is tapered linearly over `ramp` samples at its inner edges and
+    the sum is divided by the summed tapers, so the result is exact wherever the chunks agree, however many
+    overlap at a sample."""
+    out, norm = torch.zeros(length), torch.zeros(length)
+    for i, ((a, b), piece) in enumerate(zip(bounds, pieces)):
         w = torch.ones(b - a)
-        if i > 0:
-            prev_stop = bounds[i - 1][1]
-            n = prev_stop - a
-            if n > 0:
-                w[:n] = torch.linspace(0, 1, n + 2)[1:-1]
-        if i < len(bounds) - 1:
-            n = b - bounds[i + 1][0]
-            if n > 0:
-                w[-n:] = torch.minimum(w[-n:], torch.linspace(1, 0, n + 2)[1:-1])
-        weights.append(w)
-    return weights
+        r = min(ramp, (b - a) // 2)
+        if r > 0:
+            up = torch.linspace(0, 1, r + 2)[1:-1]
+            if i > 0:
+                w[:r] = up
+            if i < len(bounds) - 1:
+                w[-r:] = up.flip(0)
+        out[a:b] += piece * w
+        norm[a:b] += w
+    return out / norm
 
 
 @torch.no_grad()
 def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch.Tensor | None] | None = None,
             batch_size: int = 4, chunk_seconds: float = 0.0, overlap_seconds: float = 0.5, sample_rate: int = 16000,
-            guidance_scale: float | None = None, seed: int | None = 0, progress=None, **sampler_overrides
+            guidance_scale: float | None = None, seed: int | None = 0, **sampler_overrides
             ) -> list[torch.Tensor]:
     """Enhance 16 kHz mono waveforms [T_i]; returns waveforms of the same lengths, on the CPU.
 
@@ -94,16 +95,11 @@ def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch
         out = spec.to_wav(x_hat.squeeze(1), length=longest).cpu()
         for c, wav in zip(batch, out):
             pieces[(c.file, c.start)] = wav[:c.stop - c.start] * norms[c.file]
-        if progress is not None:
-            progress(len(batch))
 
     results = []
     for i, w in enumerate(noisy):
         bounds = chunk_bounds(w.numel(), chunk, overlap)
-        out = torch.zeros(w.numel())
-        for (a, b), weight in zip(bounds, _crossfade_weights(bounds, w.numel(), overlap)):
-            out[a:b] += pieces[(i, a)] * weight
-        results.append(out)
+        results.append(overlap_add([pieces[(i, a)] for a, _ in bounds], bounds, w.numel(), overlap))
     return results
 
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from sgmse_nc.sde import OUVESDE, _bcast, randn_like
+from sgmse_nc.sde import OUVESDE, randn_like
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
