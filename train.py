@@ -1,8 +1,8 @@
 """Train a noise-conditioned SGMSE+ model. Configs in conf/; examples:
 
     python train.py                                   # CPU demo on the synthetic corpus
-    python train.py experiment=vbdmd_cnn               # one experiment
-    python train.py -m experiment=vbdmd_cnn_cfg_p0.1 model.guidance_scale=1,2   # a sweep
+    python train.py experiment=nc_baseline             # one experiment (scale=poc|paper)
+    python train.py -m experiment=cfg_p0.1,cfg_p0.2    # a sweep
 """
 import hydra
 from omegaconf import DictConfig

@@ -18,13 +18,3 @@ def test_experiment_composes(name):
     assert cfg.model.backbone._target_.endswith("NCSNpp")
     assert cfg.backbone.cond_dim == cfg.encoder.embed_dim
 
-
-def test_matrix_settings():
-    cfg = lambda n: compose_config([f"experiment={n}", "paths.root_dir=/tmp/x", "paths.output_dir=/tmp/x/r"])
-    assert cfg("vbdmd_baseline").encoder.name == "none"
-    assert cfg("vbdmd_cnn_cfg_p0.2").model.cond_drop_prob == 0.2
-    assert cfg("vbdmd_cnn_cfg_p0.2").encoder.name == "cnn"
-    full = cfg("vbdmd_cnn")
-    assert (full.backbone.nf, list(full.backbone.ch_mult)) == (128, [1, 1, 2, 2, 2, 2, 2])
-    assert full.data.batch_size == 8 and full.model.lr == 1e-4 and full.model.ema_decay == 0.999
-    assert (full.sampler.N, full.sampler.snr, full.sampler.corrector_steps) == (30, 0.5, 1)
