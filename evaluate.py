@@ -2,9 +2,12 @@
 
     python evaluate.py --enhanced DIR --clean DIR [--noisy DIR] [--out DIR]
                        [--manifest CSV --group-by snr,noise_type] [--workers N] [--pesq-mode wb|nb]
+    python evaluate.py --enhanced base=DIR cfg=DIR ... --clean DIR --noisy DIR --out DIR   # comparison
 
 Writes per_file.csv, summary.md / .json / .csv and box plots into --out (default: `<enhanced>_eval`
-beside the enhanced folder). Rerunning resumes from per_file.csv.
+beside the enhanced folder). Several enhanced folders (name=DIR) give one comparison table instead
+(comparison.md / .csv / .json in --out, each folder's per-file rows in --out/<name>/). Rerunning
+resumes from the per-file rows.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from sgmse_nc.audio import AudioError
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--enhanced", required=True, help="folder of enhanced wavs")
+    parser.add_argument("--enhanced", required=True, nargs="+", metavar="[NAME=]DIR",
+                        help="folder of enhanced wavs; several (name=DIR ...) give one comparison table")
     parser.add_argument("--clean", required=True, help="folder of clean references (same relative paths)")
     parser.add_argument("--noisy", help="folder of noisy inputs: adds their metrics and the improvement")
     parser.add_argument("--out", help="output folder (default: <enhanced>_eval beside the enhanced folder)")
@@ -33,14 +37,45 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def named_folders(items: list[str]) -> dict:
+    """["a=DIR", "DIR2"] -> {"a": DIR, "DIR2's folder name": DIR2}; names must be unique."""
+    from pathlib import Path
+
+    from sgmse_nc.evaluation import EvaluationError
+
+    folders = {}
+    for item in items:
+        name, _, folder = item.partition("=") if "=" in item else (Path(item).name, "", item)
+        if not name or not folder:
+            raise EvaluationError(f"--enhanced {item!r}: give NAME=DIR (e.g. cfg_w3=enhanced/cfg_w3).")
+        if name in folders:
+            raise EvaluationError(f"--enhanced: the name {name!r} is given twice; name each folder (NAME=DIR).")
+        folders[name] = Path(folder)
+    return folders
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from sgmse_nc.evaluation import evaluate_folders  # after parsing: --help stays fast
 
     metrics = ["pesq" if args.pesq_mode == "wb" else "pesq_nb"] + ([] if args.no_estoi else ["estoi"]) + ["si_sdr"]
+    group_by = [g.strip() for g in args.group_by.split(",") if g.strip()]
     try:
-        evaluate_folders(args.enhanced, args.clean, noisy_dir=args.noisy, out_dir=args.out,
-                         manifest=args.manifest, group_by=[g.strip() for g in args.group_by.split(",") if g.strip()],
+        if len(args.enhanced) > 1 or "=" in args.enhanced[0]:
+            from sgmse_nc.comparison import compare_folders
+
+            result = compare_folders(named_folders(args.enhanced), args.clean, noisy_dir=args.noisy,
+                                     out_dir=args.out, manifest=args.manifest, group_by=group_by,
+                                     metrics=metrics, num_workers=args.workers, allow_missing=args.allow_missing,
+                                     sample_rate=args.sample_rate)
+            failed = [s["labels"]["system"] for s in result["systems"] if s["error"]]
+            if failed:
+                print(f"error: {len(failed)} folder(s) could not be evaluated ({', '.join(failed)}); their rows "
+                      f"are marked FAILED with the reason in {args.out}/comparison.md", file=sys.stderr)
+                return 1
+            return 0
+        evaluate_folders(args.enhanced[0], args.clean, noisy_dir=args.noisy, out_dir=args.out,
+                         manifest=args.manifest, group_by=group_by,
                          num_workers=args.workers, metrics=metrics, sample_rate=args.sample_rate,
                          allow_missing=args.allow_missing, plot=not args.no_plot)
     except AudioError as err:  # user-caused: the message names the file and the fix

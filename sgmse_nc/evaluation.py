@@ -362,7 +362,9 @@ def summary_rows(summary: dict, metrics) -> pd.DataFrame:
 def _json_safe(value):
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN
     if isinstance(value, np.integer):
         return int(value)
