@@ -18,24 +18,16 @@ GOLDEN = Path(__file__).parent / "golden" / "comparison.md"
 FILES = {"u1": (5, "hum"), "u2": (10, "hum"), "u3": (5, "hiss"), "u4": (15, "hiss")}  # id -> snr, category
 
 
-def speech_like(seconds, seed):
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    f0 = 120 + 40 * rng.random()
-    tones = sum(np.sin(2 * np.pi * k * f0 * t + rng.random() * 6) / k for k in range(1, 12))
-    return 0.1 * tones * np.clip(np.sin(2 * np.pi * 3 * t), 0, None) ** 0.5
-
-
 def write(path, wav):
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, wav.astype(np.float32), SR, subtype="FLOAT")
 
 
 @pytest.fixture
-def test_set(tmp_path):
+def test_set(tmp_path, speech):
     """clean/, noisy/ (white noise at the manifest SNR), two systems 5 and 10 dB better, a manifest."""
     for seed, (file_id, (snr, _)) in enumerate(FILES.items()):
-        clean = speech_like(2.0, seed)
+        clean = speech(2.0, f0=110.0 + 15 * seed, seed=seed).double().numpy()
         noise = np.random.default_rng(100 + seed).standard_normal(len(clean))
         noise /= np.sqrt(np.mean(noise ** 2) / np.mean(clean ** 2))
         for folder, gain_db in [("noisy", 0), ("better", 5), ("best", 10)]:
