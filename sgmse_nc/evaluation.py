@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, list_audio, read_audio
-from sgmse_nc.metrics import DEFAULT_METRICS, LENGTH_TOLERANCE, METRIC_INFO, compute_metrics
+from sgmse_nc.metrics import DEFAULT_METRICS, LENGTH_TOLERANCE, METRIC_INFO, compute_metrics, lengths_differ
 
 PER_FILE_CSV = "per_file.csv"
 CHECKPOINT_EVERY = 25  # rows computed between saves of the per-file CSV
@@ -126,7 +126,7 @@ def check_lengths(pairs: list[Pair], sample_rate: int = SAMPLE_RATE) -> None:
         for other in (pair.enhanced, pair.noisy):
             if other is not None:
                 n_other = length(other)
-                if abs(n_other - n_clean) > max(1.0, LENGTH_TOLERANCE * max(n_other, n_clean)):
+                if lengths_differ(n_other, n_clean):
                     bad.append(f"{other} ({n_other / sample_rate:.2f} s) vs {pair.clean} "
                                f"({n_clean / sample_rate:.2f} s)")
     if bad:

@@ -25,6 +25,13 @@ METRIC_INFO = {
     "si_sdr": ("SI-SDR [dB]", 1),
 }
 LENGTH_TOLERANCE = 0.01  # relative length difference that is trimmed silently; more is an error
+
+
+def lengths_differ(a: float, b: float) -> bool:
+    """True when two lengths (samples) differ by more than LENGTH_TOLERANCE (and more than one sample)."""
+    return abs(a - b) > max(1.0, LENGTH_TOLERANCE * max(a, b))
+
+
 SILENCE_PEAK = 1e-6  # a signal whose peak is below this carries nothing to score
 
 
@@ -81,7 +88,7 @@ def estoi_score(estimate: np.ndarray, reference: np.ndarray, sr: int) -> float:
 def trim_to_common_length(estimate: np.ndarray, reference: np.ndarray, names=None):
     """Trim both to the shorter one; lengths differing by more than 1 % are an AudioError naming the files."""
     n_est, n_ref = len(estimate), len(reference)
-    if abs(n_est - n_ref) > max(1, LENGTH_TOLERANCE * max(n_est, n_ref)):
+    if lengths_differ(n_est, n_ref):
         what = f"{names[0]} and {names[1]}" if names else "estimate and reference"
         raise AudioError(f"{what} have {n_est} and {n_ref} samples (more than {LENGTH_TOLERANCE:.0%} apart): "
                          f"they do not belong together. Check that the folders hold the same utterances.")

@@ -11,7 +11,9 @@ import soundfile as sf
 from sgmse_nc.audio import AudioError
 from sgmse_nc.data.manifest import read_manifest
 from sgmse_nc.data.paired import PairedFolderDataset
-from sgmse_nc.data.prepare import PrepareError, format_summary, prepare_vbdmd
+from sgmse_nc.data.corpus import format_summary
+from sgmse_nc.data.errors import PrepareError
+from sgmse_nc.data.vbdmd import prepare_vbdmd
 from tests.test_prepare_vbdmd import SOURCE_RATE, make_release
 
 

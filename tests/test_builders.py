@@ -4,6 +4,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +17,15 @@ import torch
 from sgmse_nc.audio import read_audio, write_audio
 from sgmse_nc.data.manifest import write_text_atomic
 from sgmse_nc.data.prepare import main as prepare_main
-from sgmse_nc.data.builders import BuildError, build_esc50, build_nonstationary
+from sgmse_nc.data.errors import BuildError
+from sgmse_nc.data.esc50 import build_esc50
+from sgmse_nc.data.nonstationary import build_nonstationary
 from sgmse_nc.data.manifest import read_manifest
 from sgmse_nc.data.noise_pool import active_mask
 from sgmse_nc.data.paired import PairedFolderDataset
 from sgmse_nc.data.synthetic import speech_like
+
+REPO = Path(__file__).resolve().parents[1]
 
 SR, ESC_SR = 16000, 44100
 CATEGORIES = ("dog", "rain", "siren")
@@ -199,7 +207,17 @@ def test_esc50_bad_inputs(inputs, tmp_path, caplog):
 def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     code = prepare_main(["esc50", "--esc50", str(tmp_path / "no"), "--clean", str(tmp_path), "--out",
                           str(tmp_path / "o"), "--no-progress"])
-    assert code == 1 and "error:" in capsys.readouterr().err
+    assert code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_python_m_prepare_ends_a_builder_error_with_one_line(tmp_path):
+    """Under `python -m` the CLI module is __main__: the builders' errors must still be the ones it catches."""
+    result = subprocess.run([sys.executable, "-m", "sgmse_nc.data.prepare", "esc50", "--esc50", str(tmp_path / "no"),
+                             "--clean", str(tmp_path), "--out", str(tmp_path / "o"), "--no-progress"],
+                            capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr and "ESC-50 folder" in lines[0]
 
 
 # -------------------------------------------------------------------------------------- non-stationary

@@ -13,7 +13,10 @@ from omegaconf import OmegaConf
 
 from sgmse_nc.audio import read_audio, resample_audio
 from sgmse_nc.data.manifest import read_manifest
-from sgmse_nc.data.prepare import PrepareError, main, prepare_vbdmd, resampled_length
+from sgmse_nc.data.corpus import resampled_length
+from sgmse_nc.data.errors import PrepareError
+from sgmse_nc.data.prepare import main
+from sgmse_nc.data.vbdmd import prepare_vbdmd
 
 SOURCE_RATE = 48000
 # id -> (noise label, SNR dB); p226/p287 are the validation speakers, p232/p257 the official test speakers
@@ -154,9 +157,9 @@ def test_tolerant_layout_nested_folders_without_wav_suffix(tmp_path):
 def test_cli_prints_summary_and_reports_errors(release, tmp_path, capsys):
     assert main(["vbdmd", "--src", str(release), "--dst", str(tmp_path / "out"), "--no-progress", "--jobs", "2"]) == 0
     out = capsys.readouterr().out
-    assert "10 pair(s) written" in out and "valid      3 files, 2 speaker(s) (p226, p287)" in out
+    assert "10 pair(s) written" in out and "valid      3 files" in out and "speakers (2): p226 2, p287 1" in out
     assert "bus 2, cafe 1, office 1" in out and "2.5 1, 7.5 1, 12.5 1, 17.5 1" in out
-    assert main(["vbdmd", "--src", str(tmp_path / "nowhere"), "--dst", str(tmp_path / "out2")]) == 1
+    assert main(["vbdmd", "--src", str(tmp_path / "nowhere"), "--dst", str(tmp_path / "out2")]) == 2
     assert "nowhere: folder not found" in capsys.readouterr().err
 
 

@@ -9,6 +9,8 @@ reference (same mixing weights, same speed change), and the reference stays hone
     MixSource         α·a + (1 − α)·b of two sources at equal RMS, α ∈ [0.3, 0.7]
     StretchSource     speed change by a factor (resampling), noise and reference alike
     ConcatSource      2-3 independent draws of a source, crossfaded end to end (non-stationary noise)
+    VaryingGainSource a source under a slow gain ramp or sinusoid (non-stationary level)
+    EventSource       sudden short events of one source over a background of another
 
 `NoiseAugment` holds the probabilities and builds one source per example. The random crop position is
 not an option here: training crops (speech and noise) are always drawn at random positions.
@@ -160,6 +162,97 @@ class ConcatSource:
                          join(p.noise_offset for p in pairs), join(p.reference_file for p in pairs),
                          join(p.reference_offset for p in pairs), any(p.overlapping for p in pairs))
         pair.info["segment_lengths"] = lengths.tolist()
+        return pair
+
+
+# ------------------------------------------------------------------------ non-stationary noise
+
+def gain_envelope(length: int, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> tuple[torch.Tensor, str]:
+    """A slow gain curve (linear factor [length]) and its description: a ramp or a sinusoid in dB with a
+    peak-to-peak depth of 6-12 dB."""
+    depth = float(rng.uniform(6.0, 12.0))
+    t = torch.arange(length, dtype=torch.float64) / sample_rate
+    if rng.random() < 0.5:
+        direction = 1.0 if rng.random() < 0.5 else -1.0
+        db = direction * depth * (torch.linspace(-0.5, 0.5, length, dtype=torch.float64))
+        detail = f"ramp {direction * depth:+.1f} dB"
+    else:
+        freq, phase = float(rng.uniform(0.2, 0.6)), float(rng.uniform(0, 2 * np.pi))
+        db = 0.5 * depth * torch.sin(2 * np.pi * freq * t + phase)
+        detail = f"sine {freq:.2f} Hz {depth:.1f} dB"
+    return (10 ** (db / 20)).float(), detail
+
+
+def event_envelope(length: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Sudden onset (5 ms attack), 30 ms release: an event that starts abruptly without a click."""
+    attack, release = min(int(0.005 * sample_rate), length // 2), min(int(0.03 * sample_rate), length // 2)
+    env = torch.ones(length)
+    env[:attack] = torch.linspace(0, 1, attack)
+    env[length - release:] = torch.linspace(1, 0, release)
+    return env
+
+
+def add_events(background: torch.Tensor, source, count: int, rng: np.random.Generator,
+               sample_rate: int = SAMPLE_RATE) -> tuple[torch.Tensor, list[NoisePair], list[int], list[float]]:
+    """Add `count` short events (0.15-0.6 s stretches of `source`) at random times, each 6-18 dB above the
+    background RMS. Returns the noise, the events' pairs (their references are other events of the
+    source), their positions and their event-to-background ratios."""
+    noise, pairs, positions, ratios = background.clone(), [], [], []
+    level = rms(background)
+    for _ in range(count):
+        n = min(int(rng.uniform(0.15, 0.6) * sample_rate), background.shape[-1])
+        pair = source.draw(n, n, rng)
+        ratio = float(rng.uniform(6.0, 18.0))
+        at = int(rng.integers(0, background.shape[-1] - n + 1))
+        gain = level * 10 ** (ratio / 20) / rms(pair.noise).clamp_min(1e-8)
+        noise[at:at + n] += gain * pair.noise * event_envelope(n, sample_rate)
+        pair.reference = pair.reference * gain  # same level as the event it stands for
+        pairs.append(pair)
+        positions.append(at)
+        ratios.append(ratio)
+    return noise, pairs, positions, ratios
+
+
+class VaryingGainSource:
+    """`inner` under a slow gain ramp or sinusoid (`gain_envelope`): a noise whose level changes within the
+    utterance. The reference carries the utterance's average noise level, without the modulation."""
+
+    def __init__(self, inner, sample_rate: int = SAMPLE_RATE):
+        self.inner, self.sample_rate = inner, sample_rate
+
+    def draw(self, length: int, ref_length: int, rng: np.random.Generator) -> NoisePair:
+        pair = self.inner.draw(length, ref_length, rng)
+        envelope, detail = gain_envelope(length, rng, self.sample_rate)
+        steady = pair.noise
+        pair.noise = steady * envelope
+        pair.reference = pair.reference * (rms(pair.noise) / rms(steady).clamp_min(1e-8))
+        pair.info["gain"] = detail
+        return pair
+
+
+class EventSource:
+    """Sudden short events of `events` (about one per 2 s, at least one) over a `background` noise; the
+    reference is the background's reference with one other event of the same type at the same ratio."""
+
+    def __init__(self, background, events, sample_rate: int = SAMPLE_RATE):
+        self.background, self.events, self.sample_rate = background, events, sample_rate
+
+    def draw(self, length: int, ref_length: int, rng: np.random.Generator) -> NoisePair:
+        pair = self.background.draw(length, ref_length, rng)
+        count = 1 + int(rng.poisson(0.5 * length / self.sample_rate))
+        pair.noise, events, positions, ratios = add_events(pair.noise, self.events, count, rng, self.sample_rate)
+        event = events[0]
+        n = min(event.reference.shape[-1], ref_length // 2)
+        at = int(rng.integers(0, ref_length - n + 1))
+        reference = pair.reference.clone()
+        reference[at:at + n] += event.reference[:n] * event_envelope(n, self.sample_rate)
+        pair.reference = reference
+        pair.noise_file = join([pair.noise_file] + [e.noise_file for e in events])
+        pair.noise_offset = join([pair.noise_offset] + [e.noise_offset for e in events])
+        pair.reference_file = join([pair.reference_file, event.reference_file])
+        pair.reference_offset = join([pair.reference_offset, event.reference_offset])
+        pair.info["events"] = (f"{count} events at " + "/".join(f"{p / self.sample_rate:.2f}s" for p in positions)
+                               + " ratio " + "/".join(f"{r:.1f}dB" for r in ratios))
         return pair
 
 

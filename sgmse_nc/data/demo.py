@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from sgmse_nc.audio import write_audio
+from sgmse_nc.data.levels import PEAK_LIMIT
 from sgmse_nc.data.synthetic import NOISES, Speaker, make_noise, random_speaker, speech_like
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,9 @@ SUBSETS = ("train", "valid", "test")
 SUBSET_CODES = {"train": 0, "valid": 1, "test": 2}
 SPEAKER_PREFIX = {"train": "tr", "valid": "va", "test": "te"}
 SPEAKERS_PER_SUBSET = {"train": 8, "valid": 2, "test": 2}  # valid/test speakers are unseen in train
-FORMAT_VERSION = 1  # bump when a code change alters the generated audio: old corpora are then refused
+FORMAT_VERSION = 2  # bump when a code change alters the generated audio: old corpora are then refused
 DONE_FILE = "DONE.json"
 MANIFEST_COLUMNS = ("id", "speaker", "noise_type", "snr", "seconds")
-PEAK_LIMIT = 0.95  # below int16 full scale with margin, so nothing clips
 REF_GAP_SECONDS = 0.25  # distance between the mixed noise and the reference stretch
 
 

@@ -13,12 +13,16 @@ import os
 import tempfile
 from pathlib import Path
 
-VBDMD_COLUMNS = ("id", "speaker", "noise_type", "snr")
 NUMERIC_COLUMNS = frozenset({"snr"})
 
 
 class ManifestError(ValueError):
     """A missing or malformed manifest; the message names the file and the fix."""
+
+
+def speech_id(name: str) -> str:
+    """The id of a file from its path relative to its folder: no suffix, sub-folders joined with '_'."""
+    return Path(name).with_suffix("").as_posix().replace("/", "_")
 
 
 def manifest_text(rows: list[dict], columns: tuple[str, ...] = ("id",)) -> str:

@@ -9,7 +9,7 @@ The reference is another stretch of the same noise recording (`reference: same_r
 the mixed stretch when the recording is long enough) or a stretch of another clip of the same class
 (`same_class`), scaled by the same SNR gain as the noise. It is never the mixed stretch.
 
-Training (`train: true`) draws everything from `paired.train_rng()` (different per worker and epoch,
+Training (`train: true`) draws everything from `example.train_rng()` (different per worker and epoch,
 reproducible from the run seed); valid/test draw from a generator seeded by (seed, index), so the same
 index always gives the same example.
 """
@@ -17,53 +17,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sgmse_nc.audio import SAMPLE_RATE, AudioError, rms, scale_noise_to_snr
+from sgmse_nc.audio import SAMPLE_RATE, AudioError, rms
 from sgmse_nc.data.augment import NoiseAugment
-from sgmse_nc.data.example import fit_length, make_example
-from sgmse_nc.data.noise_pool import ACTIVE_THRESHOLD_DB, AudioPool, PoolSource, active_mask
-from sgmse_nc.data.paired import train_rng
+from sgmse_nc.data.example import fit_length, make_example, train_rng
+from sgmse_nc.data.levels import SILENT_RMS, mix_at_snr
+from sgmse_nc.data.manifest import speech_id
+from sgmse_nc.data.noise_pool import AudioPool, PoolSource
 from sgmse_nc.spec import Spectrogram
-
-PEAK_LIMIT = 0.99
-SILENT_RMS = 1e-5  # -100 dBFS: a speech crop this quiet cannot set a noise level
-
-
-@dataclass
-class Mixture:
-    clean: torch.Tensor
-    noisy: torch.Tensor
-    noise: torch.Tensor  # the noise as mixed (noisy − clean)
-    reference: torch.Tensor
-    achieved_snr: float  # speech power / active noise power, in dB, after level handling
-    scale: float  # the factor everything was scaled down by to avoid clipping (1: none)
-
-
-def mix_at_snr(clean: torch.Tensor, noise: torch.Tensor, reference: torch.Tensor, snr_db: float,
-               sample_rate: int = SAMPLE_RATE, active_only: bool = True,
-               threshold_db: float = ACTIVE_THRESHOLD_DB, peak: float = PEAK_LIMIT) -> Mixture:
-    """clean + noise at `snr_db`; the reference gets the noise's gain. If the noisy signal or the reference
-    would peak above `peak`, all of them are scaled down together."""
-    mask = active_mask(noise, sample_rate, threshold_db) if active_only else None
-    if mask is not None and not mask.any():
-        mask = None
-    scaled = scale_noise_to_snr(clean, noise, snr_db, mask)
-    gain = scaled.norm() / noise.norm().clamp_min(1e-12)
-    reference = reference * gain
-    noisy = clean + scaled
-    top = float(max(noisy.abs().max(), reference.abs().max()))
-    scale = min(1.0, peak / top) if top > 0 else 1.0
-    clean, scaled, noisy, reference = clean * scale, scaled * scale, noisy * scale, reference * scale
-    measured = scaled if mask is None else scaled[mask]
-    achieved = 10 * torch.log10(clean.pow(2).mean().clamp_min(1e-20) / measured.pow(2).mean().clamp_min(1e-20))
-    return Mixture(clean, noisy, scaled, reference, float(achieved), scale)
-
 
 def build_pools(noise_dirs, sample_rate: int = SAMPLE_RATE) -> tuple[list[AudioPool], list[float]]:
     """Pools from config entries: a folder path, or a mapping with `root` and optional `weight`, `labels`
@@ -143,6 +109,5 @@ class MixingDataset(Dataset):
         snr = float(rng.uniform(*self.snr_range))
         mix = mix_at_snr(clean, pair.noise, pair.reference, snr, self.sample_rate, self.snr_over_active)
         example = make_example(mix.clean, mix.noisy, mix.reference, self.spec)
-        stem = Path(self.speech.files[i].name).with_suffix("").as_posix().replace("/", "_")
-        example["id"] = f"{stem}_{index:06d}"
+        example["id"] = f"{speech_id(self.speech.files[i].name)}_{index:06d}"
         return example

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, list_audio, read_audio
-from sgmse_nc.data.example import crop_start, fit_length, make_example
+from sgmse_nc.data.example import crop_start, fit_length, make_example, train_rng
 from sgmse_nc.data.references import build_reference
 from sgmse_nc.spec import Spectrogram
 
@@ -43,11 +43,6 @@ def match_pairs(clean_dir: Path, noisy_dir: Path) -> list[tuple[Path, Path]]:
     if problem:
         raise AudioError(f"{problem} Both folders need the same file names.")
     return [(clean[k], noisy[k]) for k in sorted(clean)]
-
-
-def train_rng() -> np.random.Generator:
-    """A generator seeded from torch's RNG: differs per worker and epoch, reproducible from the run seed."""
-    return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
 
 
 class PairedFolderDataset(Dataset):

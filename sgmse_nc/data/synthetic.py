@@ -18,7 +18,8 @@ import scipy.fft
 from scipy import signal
 from scipy.interpolate import PchipInterpolator
 
-SAMPLE_RATE = 16000
+from sgmse_nc.audio import SAMPLE_RATE
+
 LEVEL_RMS = 0.1  # -20 dBFS: every generator returns this level; mixing code rescales as it needs
 
 # Vowel formant targets F1..F4 in Hz for an adult male voice (Peterson & Barney style averages).
