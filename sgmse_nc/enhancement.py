@@ -15,7 +15,8 @@ import torch
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, list_audio, read_audio, resample_audio, write_audio
 from sgmse_nc.data.manifest import write_text_atomic
-from sgmse_nc.model import ScoreModel, null_condition
+from sgmse_nc.condition import stack_conditions
+from sgmse_nc.model import ScoreModel
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,12 @@ def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch
     references = references or [None] * len(noisy)
     norms = [w.abs().max().clamp_min(1e-8) for w in noisy]
 
-    conds: list[torch.Tensor | None] = [None] * len(noisy)
-    if model.encoder.embed_dim:
+    conds: list = [None] * len(noisy)  # per file a condition of batch size one, or None
+    if model.conditional:
         for i, ref in enumerate(references):  # once per file, before any sampling
             if ref is not None:
                 r_wav = (ref / norms[i]).to(device)[None]
-                conds[i] = model.encode(spec.to_spec(r_wav).unsqueeze(1), r_wav)[0]
+                conds[i] = model.encode(spec.to_spec(r_wav).unsqueeze(1), r_wav)
 
     chunk = int(chunk_seconds * sample_rate)
     overlap = min(int(overlap_seconds * sample_rate), chunk // 2) if chunk else 0
@@ -90,7 +91,7 @@ def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch
         wavs = torch.stack([torch.nn.functional.pad(noisy[c.file][c.start:c.stop] / norms[c.file],
                                                     (0, longest - (c.stop - c.start))) for c in batch])
         y = spec.to_spec(wavs.to(device)).unsqueeze(1)
-        cond = _batch_condition([conds[c.file] for c in batch])
+        cond = stack_conditions([conds[c.file] for c in batch])
         x_hat = model.enhance_spec(y, cond, guidance_scale=guidance_scale, generator=generator, **sampler_overrides)
         out = spec.to_wav(x_hat.squeeze(1), length=longest).cpu()
         for c, wav in zip(batch, out):
@@ -101,15 +102,6 @@ def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch
         bounds = chunk_bounds(w.numel(), chunk, overlap)
         results.append(overlap_add([pieces[(i, a)] for a, _ in bounds], bounds, w.numel(), overlap))
     return results
-
-
-def _batch_condition(conds: list[torch.Tensor | None]) -> torch.Tensor | None:
-    """Stack per-item conditions; items without a reference get the null condition, whose guided score
-    s_u + w (s_u − s_u) is the unconditional score at any guidance scale."""
-    if all(c is None for c in conds):
-        return None
-    null = null_condition(next(c for c in conds if c is not None))
-    return torch.stack([null if c is None else c for c in conds])
 
 
 def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", batch_size: int = 4,
@@ -146,7 +138,7 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
         return summary
 
     model = ScoreModel.load_for_inference(ckpt, map_location=device, use_ema=use_ema)
-    if ref_dir and not model.encoder.embed_dim:
+    if ref_dir and not model.conditional:
         log.warning("%s is an unconditional model: the references in %s are not used", ckpt, ref_dir)
     bar = tqdm(total=len(todo), unit="file", desc="enhance")
     for start in range(0, len(todo), batch_size * 8):  # read a block of files at a time, not the whole folder

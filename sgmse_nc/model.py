@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from sgmse_nc.condition import Condition, as_condition, drop_condition, null_condition, zero_condition
 from sgmse_nc.ema import ParameterEMA
 from sgmse_nc.encoders import build_encoder
 from sgmse_nc.sampling import get_sampler, guided_score
@@ -21,22 +22,6 @@ DEFAULT_SAMPLER = {"name": "pc", "N": 30, "snr": 0.5, "corrector_steps": 1}
 
 def _plain(node):
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
-def null_condition(z: torch.Tensor) -> torch.Tensor:
-    """The classifier-free-guidance null condition, defined once: an all-zero embedding."""
-    return torch.zeros_like(z)
-
-
-def drop_condition(z: torch.Tensor | None, prob: float) -> torch.Tensor | None:
-    """Replace z by the null condition per example with probability `prob`.
-
-    A mask (torch.where), never a skipped encoder call: under DDP every parameter must take part in every step.
-    """
-    if z is None or prob <= 0:
-        return z
-    drop = torch.rand(z.shape[0], device=z.device) < prob
-    return torch.where(drop.view(-1, *([1] * (z.dim() - 1))), null_condition(z), z)
 
 
 class ScoreModel(pl.LightningModule):
@@ -52,7 +37,7 @@ class ScoreModel(pl.LightningModule):
         self.encoder = build_encoder(**(encoder or {"name": "none"}))
         # `dnn` mirrors SGMSE+'s attribute name, so its checkpoints' `dnn.*` keys map one to one.
         backbone = {k: v for k, v in backbone.items() if k != "cond_dim"}
-        self.dnn = instantiate(backbone, cond_dim=self.encoder.embed_dim)
+        self.dnn = instantiate(backbone, cond_dim=self.encoder.embed_dim, token_dim=self.encoder.token_dim)
         self.sde = OUVESDE(**(sde or {}))
         self.spec = Spectrogram(**{k: v for k, v in (spec or {}).items() if k != "_target_"})
         self.sampler_cfg = {**DEFAULT_SAMPLER, **(sampler or {})}
@@ -65,8 +50,13 @@ class ScoreModel(pl.LightningModule):
     def forward(self, x_t, y, t, cond=None):
         return self.dnn(x_t, y, t, cond)
 
-    def encode(self, r: torch.Tensor, r_wav: torch.Tensor) -> torch.Tensor | None:
-        return self.encoder(r, r_wav)
+    def encode(self, r: torch.Tensor, r_wav: torch.Tensor) -> Condition | None:
+        return as_condition(self.encoder(r, r_wav))
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the score network takes a noise condition (global embedding and/or tokens)."""
+        return bool(self.encoder.embed_dim or self.encoder.token_dim)
 
     @property
     def time_multiple(self) -> int:
@@ -150,10 +140,12 @@ class ScoreModel(pl.LightningModule):
         frames = y.shape[-1]
         y = pad_frames(y, self.time_multiple)
         null, scale = None, 1.0
-        if self.encoder.embed_dim:
+        if self.conditional:
             if cond is None:
-                cond = null_condition(torch.empty(y.shape[0], self.encoder.embed_dim, device=y.device))
+                enc = self.encoder
+                cond = zero_condition(y.shape[0], enc.embed_dim, enc.token_dim, enc.num_tokens, device=y.device)
             else:
+                cond = as_condition(cond).to(y.device)
                 null = null_condition(cond)
                 scale = self.guidance_scale if guidance_scale is None else guidance_scale
         cfg = {**self.sampler_cfg, **{k: v for k, v in sampler_overrides.items() if v is not None}}

@@ -10,21 +10,21 @@ from typing import Callable
 
 import torch
 
+from sgmse_nc.condition import cat_conditions
 from sgmse_nc.sde import OUVESDE, randn_like
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def guided_score(net: Callable, y: torch.Tensor, cond: torch.Tensor | None, null_cond: torch.Tensor | None,
-                 scale: float = 1.0) -> ScoreFn:
+def guided_score(net: Callable, y: torch.Tensor, cond, null_cond, scale: float = 1.0) -> ScoreFn:
     """Classifier-free guidance: s = s_u + w (s_c − s_u).
 
     w = 1 (or no condition) evaluates only the conditional score; w ≠ 1 evaluates the conditional and the
-    unconditional score in one batched forward pass.
+    unconditional score in one batched forward pass. cond / null_cond: sgmse_nc.condition.Condition or tensors.
     """
     if cond is None or scale == 1.0:
         return lambda x, t: net(x, y, t, cond)
-    y2, c2 = torch.cat([y, y]), torch.cat([cond, null_cond])
+    y2, c2 = torch.cat([y, y]), cat_conditions([cond, null_cond])
 
     def score(x, t):
         s_c, s_u = net(torch.cat([x, x]), y2, torch.cat([t, t]), c2).chunk(2)

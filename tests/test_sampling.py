@@ -1,6 +1,6 @@
 import torch
 
-from sgmse_nc.model import drop_condition, null_condition
+from sgmse_nc.condition import drop_condition, null_condition
 from sgmse_nc.sampling import get_sampler, guided_score, ode_sampler, pc_sampler
 from sgmse_nc.sde import OUVESDE
 from tests.conftest import TinyScoreNet

@@ -1,4 +1,4 @@
-"""NCSN++ score network of SGMSE+, with an optional global condition z_r.
+"""NCSN++ score network of SGMSE+, with an optional noise condition z_r (global and/or tokens).
 
 With default arguments this is SGMSE+'s `ncsnpp` backbone (≈ 65.6 M parameters) with the same
 state-dict names (`all_modules.N.…`, `output_layer.…`), so SGMSE+ checkpoints load strictly into it
@@ -6,7 +6,8 @@ state-dict names (`all_modules.N.…`, `output_layer.…`), so SGMSE+ checkpoint
 
 * forward(x_t, y, t, cond) takes x_t and y separately and returns the score itself (the reference's
   output negated, as SGMSE+'s ScoreModel does);
-* conditioning modules (`cond_proj`) sit outside `all_modules` and start at zero;
+* conditioning modules (`cond_proj` for a global embedding, `xattn` cross-attention blocks for tokens) sit
+  outside `all_modules` and start at zero;
 * FIR resampling is plain PyTorch; which levels attend is fixed at construction from `image_size`
   (= the number of frequency bins F, checked at run time), matching the reference's check on the
   frequency axis (dim -2).
@@ -18,7 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .conditioning import GlobalConditioning
+from sgmse_nc.condition import Condition, as_condition
+
+from .conditioning import CrossAttention, GlobalConditioning
 from .layers import AttnBlock, Combine, GaussianFourierProjection, ResnetBlockBigGAN, conv3x3, dense, \
     get_activation, group_norm
 from .resample import Resample
@@ -35,17 +38,21 @@ class NCSNpp(nn.Module):
     'ddpm' blocks and 'residual' output pyramid crash with FIR resampling; its 'residual' input
     pyramid is not ported.)
     cond_dim: size of a global condition z_r (0 = unconditional SGMSE+).
+    token_dim: size of condition tokens (0 = none); they enter through cross-attention at the frequency
+      resolutions `xattn_resolutions` (after each down-path residual block of that level and after the
+      up-path blocks of that level), `xattn_heads` heads.
     """
 
     # Submodules that are not part of SGMSE+'s network: checkpoint loading leaves them untouched.
-    CONDITIONING_MODULES = ("cond_proj",)
+    CONDITIONING_MODULES = ("cond_proj", "xattn")
 
     def __init__(self, nf: int = 128, ch_mult=(1, 1, 2, 2, 2, 2, 2), num_res_blocks: int = 2,
                  attn_resolutions=(16,), dropout: float = 0.0, fir: bool = True, fir_kernel=(1, 3, 3, 1),
                  skip_rescale: bool = True, init_scale: float = 0.0, fourier_scale: float = 16.0,
                  image_size: int = 256, centered: bool = True, scale_by_sigma: bool = True,
                  nonlinearity: str = "swish", resblock_type: str = "biggan", progressive: str = "output_skip",
-                 progressive_input: str = "input_skip", progressive_combine: str = "sum", cond_dim: int = 0):
+                 progressive_input: str = "input_skip", progressive_combine: str = "sum", cond_dim: int = 0,
+                 token_dim: int = 0, xattn_resolutions=(), xattn_heads: int = 4):
         super().__init__()
         ch_mult, attn_resolutions, fir_kernel = tuple(ch_mult), tuple(attn_resolutions), tuple(fir_kernel)
         if resblock_type != "biggan":
@@ -59,16 +66,17 @@ class NCSNpp(nn.Module):
         if num_levels < 1 or image_size % 2 ** (num_levels - 1):
             raise ValueError(f"image_size {image_size} must be divisible by 2^(len(ch_mult) - 1) = "
                              f"{2 ** (num_levels - 1)}")
-        if cond_dim < 0:
-            raise ValueError(f"cond_dim must be >= 0, got {cond_dim}")
+        if cond_dim < 0 or token_dim < 0:
+            raise ValueError(f"cond_dim and token_dim must be >= 0, got {cond_dim}, {token_dim}")
 
         self.nf, self.ch_mult, self.num_res_blocks = nf, ch_mult, num_res_blocks
         self.attn_resolutions, self.image_size = attn_resolutions, image_size
         self.centered, self.scale_by_sigma = centered, scale_by_sigma
         self.progressive, self.progressive_input = progressive, progressive_input
-        self.cond_dim = cond_dim
+        self.cond_dim, self.token_dim = cond_dim, token_dim
         resolutions = [image_size // 2**i for i in range(num_levels)]
         self.attn_levels = frozenset(i for i, res in enumerate(resolutions) if res in attn_resolutions)
+        self.xattn_levels = _cross_attention_levels(resolutions, tuple(xattn_resolutions), token_dim)
 
         # Registration order as in the reference, so parameters() lists the same tensors in the same order.
         self.output_layer = nn.Conv2d(IN_CHANNELS, 2, 1)
@@ -123,39 +131,67 @@ class NCSNpp(nn.Module):
         self.all_modules = nn.ModuleList(modules)
 
         self.cond_proj = GlobalConditioning(cond_dim, temb_dim) if cond_dim > 0 else None
+        # Keyed by place in the U-Net; registered after all_modules, so the SGMSE+ layout is untouched.
+        self.xattn = nn.ModuleDict({
+            **{f"down{lv}_{i}": CrossAttention(nf * ch_mult[lv], token_dim, xattn_heads)
+               for lv in self.xattn_levels for i in range(num_res_blocks)},
+            **{f"up{lv}": CrossAttention(nf * ch_mult[lv], token_dim, xattn_heads) for lv in self.xattn_levels}})
 
     @property
     def time_multiple(self) -> int:
         """The number of frames T must be a multiple of this (pad the time axis to it)."""
         return 2 ** (len(self.ch_mult) - 1)
 
-    def forward(self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
-                cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Score s(x_t, y, [z_r,] t): complex [B, 1, F, T]; t [B] (or a scalar) in (0, 1]."""
+    def forward(self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+        """Score s(x_t, y, [z_r,] t): complex [B, 1, F, T]; t [B] (or a scalar) in (0, 1].
+
+        cond: a sgmse_nc.condition.Condition, or a tensor ([B, D] global, [B, L, D] tokens), or None.
+        """
         t = self._check_inputs(x_t, y, t)
+        cond = as_condition(cond)
         x = torch.cat([x_t.real, x_t.imag, y.real, y.imag], dim=1)
         if not self.centered:
             x = 2 * x - 1
-        h = self._unet(x, self._embedding(t, cond))
+        h = self._unet(x, self._embedding(t, cond), self._tokens(cond))
         if self.scale_by_sigma:  # SGMSE+ divides by t (its "sigma") before the output layer
             h = h / t[:, None, None, None]
         h = self.output_layer(h).to(x.dtype)  # complex needs float32/64, also under bf16 autocast
         return -torch.complex(h[:, 0], h[:, 1]).unsqueeze(1)
 
-    def _embedding(self, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    def _embedding(self, t: torch.Tensor, cond: Condition | None) -> torch.Tensor:
         fourier, dense0, dense1 = self.all_modules[:NUM_TEMB_MODULES]
         temb = dense1(self.act(dense0(fourier(torch.log(t)))))
+        z = None if cond is None else cond.embedding
         if self.cond_proj is not None:
-            if cond is None:
-                raise ValueError(f"this backbone is conditional (cond_dim={self.cond_dim}) and needs `cond`; "
-                                 f"pass the null condition (zeros) for unconditional scores")
-            temb = temb + self.cond_proj(cond.to(temb.dtype))
-        elif cond is not None:
+            if z is None:
+                raise ValueError(f"this backbone is conditional (cond_dim={self.cond_dim}) and needs `cond` with "
+                                 f"a global embedding; pass the null condition (zeros) for unconditional scores")
+            temb = temb + self.cond_proj(z.to(temb.dtype))
+        elif z is not None:
             raise ValueError("this backbone is unconditional (cond_dim=0) but got `cond`; set the backbone's "
                              "cond_dim to the encoder's embed_dim")
         return temb
 
-    def _unet(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+    def _tokens(self, cond: Condition | None):
+        tokens = None if cond is None else cond.tokens
+        if self.token_dim and tokens is None:
+            raise ValueError(f"this backbone cross-attends to tokens (token_dim={self.token_dim}) and needs `cond` "
+                             f"with tokens; pass the null condition (zero tokens) for unconditional scores")
+        if not self.token_dim:
+            if tokens is not None:
+                raise ValueError("this backbone has no cross-attention but got condition tokens; use an encoder "
+                                 "that emits tokens only with backbone.xattn_resolutions set")
+            return None
+        if tokens.shape[-1] != self.token_dim:
+            raise ValueError(f"expected condition tokens [B, L, {self.token_dim}], got {tuple(tokens.shape)}")
+        return tokens, cond.mask
+
+    def _cross_attend(self, place: str, h: torch.Tensor, tokens) -> torch.Tensor:
+        if tokens is None or place not in self.xattn:
+            return h
+        return self.xattn[place](h, *tokens)
+
+    def _unet(self, x: torch.Tensor, temb: torch.Tensor, tokens=None) -> torch.Tensor:
         """Walks all_modules in construction order (the order __init__ appended them)."""
         modules = iter(self.all_modules[NUM_TEMB_MODULES:])
         num_levels = len(self.ch_mult)
@@ -163,11 +199,11 @@ class NCSNpp(nn.Module):
         x_pyramid = x
         hs = [next(modules)(x)]
         for level in range(num_levels):
-            for _ in range(self.num_res_blocks):
+            for i in range(self.num_res_blocks):
                 h = next(modules)(hs[-1], temb)
                 if level in self.attn_levels:
                     h = next(modules)(h)
-                hs.append(h)
+                hs.append(self._cross_attend(f"down{level}_{i}", h, tokens))
             if level != num_levels - 1:
                 h = next(modules)(hs[-1], temb)  # downsampling block
                 if self.progressive_input == "input_skip":
@@ -186,6 +222,7 @@ class NCSNpp(nn.Module):
                 h = next(modules)(torch.cat([h, hs.pop()], dim=1), temb)
             if level in self.attn_levels:
                 h = next(modules)(h)
+            h = self._cross_attend(f"up{level}", h, tokens)
             if self.progressive == "output_skip":
                 norm, conv = next(modules), next(modules)
                 head = conv(self.act(norm(h)))
@@ -219,6 +256,21 @@ class NCSNpp(nn.Module):
         if t.numel() != x_t.shape[0]:
             raise ValueError(f"t must hold one time per example ({x_t.shape[0]}), got shape {tuple(t.shape)}")
         return t
+
+
+def _cross_attention_levels(resolutions: list[int], xattn_resolutions: tuple, token_dim: int) -> frozenset:
+    levels = frozenset(i for i, res in enumerate(resolutions) if res in xattn_resolutions)
+    unknown = sorted(set(xattn_resolutions) - set(resolutions))
+    if unknown:
+        raise ValueError(f"xattn_resolutions {unknown} are not frequency resolutions of this backbone "
+                         f"({resolutions})")
+    if token_dim and not levels:
+        raise ValueError(f"the encoder emits tokens (token_dim={token_dim}) but backbone.xattn_resolutions is "
+                         f"empty; set it to resolutions among {resolutions} (e.g. [{resolutions[-2]}])")
+    if levels and not token_dim:
+        raise ValueError("backbone.xattn_resolutions is set but the encoder emits no tokens; choose a token "
+                         "encoder (encoder=sequence, or clap/panns with tokens: true) or set xattn_resolutions: []")
+    return levels
 
 
 def count_parameters(module: nn.Module) -> int:
