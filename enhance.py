@@ -7,6 +7,8 @@ import argparse
 import logging
 import sys
 
+from sgmse_nc.sampling import SAMPLERS
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -15,10 +17,14 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="output folder (same relative names); existing files are skipped")
     p.add_argument("--ref-dir", default=None, help="noise-only references with the same names (omit: unconditional)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale w (default: the model's)")
-    p.add_argument("--sampler", choices=["pc", "ode"], default=None, help="default: the model's (pc)")
-    p.add_argument("--N", type=int, default=None, help="reverse steps (default 30)")
-    p.add_argument("--snr", type=float, default=None, help="corrector snr (default 0.5)")
-    p.add_argument("--corrector-steps", type=int, default=None)
+    p.add_argument("--sampler", choices=sorted(SAMPLERS), default=None,
+                   help="default: the checkpoint's (conf/sampler/ at training); another sampler starts from its "
+                        "own defaults")
+    p.add_argument("--N", type=int, default=None, help="sampler steps (default: the checkpoint's, e.g. 30 for pc)")
+    p.add_argument("--snr", type=float, default=None, help="pc corrector snr (default: the checkpoint's, e.g. 0.5)")
+    p.add_argument("--corrector-steps", type=int, default=None, help="pc corrector steps (default: the checkpoint's)")
+    p.add_argument("--order", type=int, default=None, choices=[1, 2], help="dpm solver order (default: the "
+                                                                           "checkpoint's, else 2)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--chunk-seconds", type=float, default=0.0, help="cut longer files into chunks (0: whole files)")
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
@@ -45,7 +51,7 @@ def main(argv=None) -> int:
                                  batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
                                  guidance_scale=args.guidance, resample=args.resample, overwrite=args.overwrite,
                                  seed=args.seed, use_ema=not args.raw_weights, name=args.sampler, N=args.N,
-                                 snr=args.snr, corrector_steps=args.corrector_steps)
+                                 snr=args.snr, corrector_steps=args.corrector_steps, order=args.order)
     except (AudioError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

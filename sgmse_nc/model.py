@@ -13,11 +13,11 @@ from omegaconf import OmegaConf
 from sgmse_nc.condition import Condition, as_condition, drop_condition, null_condition, zero_condition
 from sgmse_nc.ema import ParameterEMA
 from sgmse_nc.encoders import build_encoder
-from sgmse_nc.sampling import get_sampler, guided_score
-from sgmse_nc.sde import OUVESDE, score_matching_loss
+from sgmse_nc.sampling import check_sampler, guided_score, sample, sampler_settings
+from sgmse_nc.sde import build_sde, data_prediction_loss, score_matching_loss
 from sgmse_nc.spec import Spectrogram, pad_frames
 
-DEFAULT_SAMPLER = {"name": "pc", "N": 30, "snr": 0.5, "corrector_steps": 1}
+LOSS_TYPES = {"score_matching": "score", "data_prediction": "data"}  # SGMSE+'s names -> what the net predicts
 
 
 def _plain(node):
@@ -28,7 +28,8 @@ class ScoreModel(pl.LightningModule):
     def __init__(self, backbone: dict, encoder: dict | None = None, sde: dict | None = None,
                  spec: dict | None = None, sampler: dict | None = None, lr: float = 1e-4,
                  ema_decay: float = 0.999, cond_drop_prob: float = 0.0, guidance_scale: float = 1.0,
-                 eval_metrics: tuple[str, ...] = ("pesq", "estoi", "si_sdr")):
+                 eval_metrics: tuple[str, ...] = ("pesq", "estoi", "si_sdr"), loss_type: str = "score_matching",
+                 l1_weight: float = 1e-3):
         super().__init__()
         # Plain containers (Hydra passes DictConfigs): checkpoints then load with torch's weights_only=True.
         backbone, encoder, sde, spec, sampler = (_plain(c) for c in (backbone, encoder, sde, spec, sampler))
@@ -38,9 +39,14 @@ class ScoreModel(pl.LightningModule):
         # `dnn` mirrors SGMSE+'s attribute name, so its checkpoints' `dnn.*` keys map one to one.
         backbone = {k: v for k, v in backbone.items() if k != "cond_dim"}
         self.dnn = instantiate(backbone, cond_dim=self.encoder.embed_dim, token_dim=self.encoder.token_dim)
-        self.sde = OUVESDE(**(sde or {}))
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"model.loss_type={loss_type!r}: choose one of {sorted(LOSS_TYPES)}.")
+        self.sde = build_sde(**(sde or {}))
         self.spec = Spectrogram(**{k: v for k, v in (spec or {}).items() if k != "_target_"})
-        self.sampler_cfg = {**DEFAULT_SAMPLER, **(sampler or {})}
+        self.sampler_cfg = dict(sampler or {"name": "pc"})   # the settings enhance_spec runs by default
+        check_sampler(self.sde, **self.sampler_cfg)           # at build time, not at the first validation
+        self.loss_type, self.l1_weight = loss_type, l1_weight
+        self.prediction = LOSS_TYPES[loss_type]  # the network outputs the score, or x̂0 (SGMSE+'s SB)
         self.lr, self.cond_drop_prob, self.guidance_scale = lr, cond_drop_prob, guidance_scale
         self.eval_metrics = tuple(eval_metrics)
         self.ema = ParameterEMA(self, ema_decay)
@@ -68,6 +74,8 @@ class ScoreModel(pl.LightningModule):
         z = drop_condition(self.encode(batch["r"], batch["r_wav"]), self.cond_drop_prob if self.training else 0.0)
         t = self.sde.sample_time(x.shape[0], x.device)
         x_t, noise, std = self.sde.perturb(x, y, t)
+        if self.prediction == "data":
+            return data_prediction_loss(self(x_t, y, t, z), x, self.spec.to_wav, self.l1_weight)
         return score_matching_loss(self(x_t, y, t, z), noise, std)
 
     def training_step(self, batch, batch_idx):
@@ -131,11 +139,13 @@ class ScoreModel(pl.LightningModule):
     # ---- inference --------------------------------------------------------------------------------------
     @torch.no_grad()
     def enhance_spec(self, y: torch.Tensor, cond: torch.Tensor | None = None, guidance_scale: float | None = None,
-                     generator: torch.Generator | None = None, **sampler_overrides) -> torch.Tensor:
+                     generator: torch.Generator | None = None, callback=None, **sampler_overrides) -> torch.Tensor:
         """Sample clean spectrograms for noisy spectrograms y [B, 1, F, T] (any T; padded for the net here).
 
         `cond` is the encoded reference (encode once per utterance with `encode`, never per sampler step).
         A conditional model given no condition uses the null condition, i.e. the unconditional score.
+        `sampler_overrides` (name, N, rho, the sampler's options; None = keep) update the checkpoint's
+        sampler settings; `callback` is the sampler's per-step hook.
         """
         frames = y.shape[-1]
         y = pad_frames(y, self.time_multiple)
@@ -148,9 +158,9 @@ class ScoreModel(pl.LightningModule):
                 cond = as_condition(cond).to(y.device)
                 null = null_condition(cond)
                 scale = self.guidance_scale if guidance_scale is None else guidance_scale
-        cfg = {**self.sampler_cfg, **{k: v for k, v in sampler_overrides.items() if v is not None}}
-        sampler = get_sampler(cfg.pop("name"))
-        x, _ = sampler(guided_score(self, y, cond, null, scale), self.sde, y, generator=generator, **cfg)
+        settings = sampler_settings(self.sampler_cfg, **sampler_overrides)
+        x, _ = sample(guided_score(self, y, cond, null, scale), self.prediction, self.sde, y, generator=generator,
+                      callback=callback, **settings)
         return x[..., :frames]
 
     @classmethod

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from sgmse_nc.sde import OUVESDE, score_matching_loss
+from sgmse_nc.sde import OUVESDE, SBVESDE, build_sde, data_prediction_loss, score_matching_loss
 from sgmse_nc.spec import Spectrogram, pad_frames, peak_normalise
 
 
@@ -76,3 +76,38 @@ def test_score_matching_loss_is_zero_for_the_true_score():
     true_score = -(x_t - sde.mean(x0, y, t)) / std.view(-1, 1, 1, 1) ** 2
     assert score_matching_loss(true_score, z, std) < 1e-8
     assert score_matching_loss(torch.zeros_like(x_t), z, std) > 0
+
+
+def test_sb_marginals_are_the_reference_process_pinned_at_y():
+    # x_t = x0 + W_t with Var W_t = ∫ g² (integrated numerically from the SDE's diffusion), conditioned on
+    # x_T = y: Gaussian conditioning gives mean x0 + (s_t/s_T)(y − x0) and variance s_t − s_t²/s_T.
+    sde = SBVESDE()
+    grid = torch.linspace(0, 1, 20001, dtype=torch.float64)
+    var = torch.cat([grid.new_zeros(1), torch.cumulative_trapezoid(sde.diffusion(grid) ** 2, grid)])
+    idx = torch.tensor([0, 3000, 10000, 17000, 20000])
+    t, s_t, s_T = grid[idx], var[idx], var[-1]
+    x0, y = torch.full((5, 1, 1, 1), 0.8, dtype=torch.float64), torch.full((5, 1, 1, 1), -0.4, dtype=torch.float64)
+    mean, std = sde.marginal_prob(x0, y, t)
+    assert torch.allclose(mean.flatten(), 0.8 + s_t / s_T * (-0.4 - 0.8), atol=1e-6)
+    assert torch.allclose(std, (s_t - s_t**2 / s_T).clamp_min(0).sqrt(), atol=1e-4)
+    assert torch.equal(sde.prior_sampling(y), y)  # the bridge ends at y: no noise at T
+
+
+def test_build_sde_by_name_and_clear_error():
+    assert isinstance(build_sde(), OUVESDE) and isinstance(build_sde("sb", k=2.6, c=0.4), SBVESDE)
+    try:
+        build_sde("bbed")
+    except ValueError as err:
+        assert "ouve" in str(err) and "sb" in str(err)
+    else:
+        raise AssertionError("expected ValueError")
+
+
+def test_data_prediction_loss_is_sgmse_formula():
+    spec = Spectrogram()
+    x0 = spec.to_spec(torch.randn(2, 4000, generator=torch.Generator().manual_seed(0))).unsqueeze(1)
+    x_hat = x0 + 0.1 * torch.randn(x0.shape, dtype=x0.dtype, generator=torch.Generator().manual_seed(1))
+    assert data_prediction_loss(x0, x0, spec.to_wav) == 0
+    tf = 0.5 * (x_hat - x0).abs().pow(2).mean()
+    td = 0.5 * (spec.to_wav(x_hat.squeeze(1)) - spec.to_wav(x0.squeeze(1))).abs().mean()
+    assert torch.isclose(data_prediction_loss(x_hat, x0, spec.to_wav, l1_weight=0.5), tf + 0.5 * td)
