@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sgmse_nc.audio import AudioError
+from sgmse_nc.audio import SAMPLE_RATE, AudioError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,7 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="processes computing metrics in parallel")
     parser.add_argument("--pesq-mode", choices=("wb", "nb"), default="wb", help="PESQ wide-band or narrow-band")
     parser.add_argument("--no-estoi", action="store_true", help="skip ESTOI")
-    parser.add_argument("--sample-rate", type=int, default=16000, help="rate the metrics are computed at")
+    parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help="rate the metrics are computed at")
     parser.add_argument("--allow-missing", action="store_true",
                         help="evaluate the files present in all folders instead of failing on missing ones")
     parser.add_argument("--no-plot", action="store_true", help="skip the box plots")

@@ -5,14 +5,14 @@ through `read_audio`, so bad input is reported the same way everywhere.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+
+from sgmse_nc.io import atomic_path
 
 SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".flac")
@@ -70,20 +70,13 @@ def audio_info(path) -> sf._SoundFileInfo:
 def write_audio(path, wav, sample_rate: int = SAMPLE_RATE, subtype: str = "PCM_16") -> Path:
     """Write atomically (temporary file, then rename) so an interrupted run never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().cpu().float().numpy()
     wav = np.asarray(wav, dtype=np.float32).reshape(-1)
     if subtype.startswith("PCM"):
         wav = np.clip(wav, -1.0, 1.0)
-    fd, tmp = tempfile.mkstemp(suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, wav, sample_rate, subtype=subtype, format=path.suffix.lstrip(".").upper() or "WAV")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

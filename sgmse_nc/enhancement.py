@@ -6,7 +6,6 @@ items (all with their file's condition) and overlap-added back with linear cross
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +13,10 @@ from pathlib import Path
 import torch
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, list_audio, read_audio, resample_audio, write_audio
-from sgmse_nc.data.manifest import write_text_atomic
 from sgmse_nc.condition import stack_conditions
+from sgmse_nc.io import refuse_other_params, remove_leftovers, write_json
 from sgmse_nc.model import ScoreModel
+from sgmse_nc.spec import peak_normalise
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def overlap_add(pieces: list[torch.Tensor], bounds: list[tuple[int, int]], lengt
 
 @torch.no_grad()
 def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch.Tensor | None] | None = None,
-            batch_size: int = 4, chunk_seconds: float = 0.0, overlap_seconds: float = 0.5, sample_rate: int = 16000,
+            batch_size: int = 4, chunk_seconds: float = 0.0, overlap_seconds: float = 0.5, sample_rate: int = SAMPLE_RATE,
             guidance_scale: float | None = None, seed: int | None = 0, **sampler_overrides
             ) -> list[torch.Tensor]:
     """Enhance 16 kHz mono waveforms [T_i]; returns waveforms of the same lengths, on the CPU.
@@ -69,7 +69,7 @@ def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch
     device = model.device
     spec = model.spec
     references = references or [None] * len(noisy)
-    norms = [w.abs().max().clamp_min(1e-8) for w in noisy]
+    norms = [peak_normalise(w)[1] for w in noisy]
 
     conds: list = [None] * len(noisy)  # per file a condition of batch size one, or None
     if model.conditional:
@@ -131,6 +131,7 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
                               "ref_dir": str(Path(ref_dir).resolve()) if ref_dir else None,
                               "guidance_scale": guidance_scale, "use_ema": use_ema, "seed": seed,
                               "chunk_seconds": chunk_seconds, **sampler_overrides}, overwrite)
+    remove_leftovers(out_dir)  # half-written files of an interrupted run
     todo = [i for i, n in enumerate(names) if overwrite or not (out_dir / n).is_file()]
     summary = {"files": len(files), "skipped_existing": len(files) - len(todo), "enhanced": 0}
     if not todo:
@@ -175,11 +176,7 @@ def _trained_steps(ckpt) -> int | None:
 def _check_settings(out_dir: Path, settings: dict, overwrite: bool) -> None:
     """A rerun into `out_dir` with other settings than its files were made with must not mix outputs."""
     record = out_dir / SETTINGS_FILE
-    if record.is_file() and not overwrite:
-        previous = json.loads(record.read_text())
-        changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
-        if changed:
-            raise ValueError(f"{out_dir}: holds outputs made with other settings ({', '.join(changed)} differ; "
-                             f"see {record}). Use another --out, or --overwrite to redo every file.")
+    if not overwrite:
+        refuse_other_params(record, settings, "Use another --out, or --overwrite to redo every file.", key=None)
     if settings["ckpt_step"] is not None:  # an unreadable checkpoint fails later with its own message
-        write_text_atomic(record, json.dumps(settings, indent=2, sort_keys=True))
+        write_json(record, settings)

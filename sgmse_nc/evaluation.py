@@ -15,11 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -30,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, list_audio, read_audio
+from sgmse_nc.io import atomic_path, remove_leftovers, write_text_atomic
 from sgmse_nc.metrics import DEFAULT_METRICS, LENGTH_TOLERANCE, METRIC_INFO, compute_metrics, lengths_differ
 
 PER_FILE_CSV = "per_file.csv"
@@ -216,28 +214,9 @@ def _load_cache(path: Path, columns: list[str]) -> dict[str, dict]:
     return {row["id"]: row for row in table[["id", "key", *columns]].to_dict("records")}
 
 
-@contextmanager
-def _atomic(path: Path):
-    """Yields a temporary path beside `path`, renamed onto it only once writing succeeded."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
-
-
-def _write_text(text: str, path: Path) -> None:
-    with _atomic(path) as tmp:
-        tmp.write_text(text)
 
 
 def compute_rows(pairs: list[Pair], metrics, sample_rate: int, cache: dict[str, dict], num_workers: int,
@@ -396,7 +375,7 @@ def plot_metrics(table: pd.DataFrame, metrics, out_dir: Path, group_key: str | N
         ax.set_ylabel(METRIC_INFO[m][0])
         ax.legend(handles=[Patch(color=colours[s], label=s) for s, _ in signals], loc="best")
         path = out_dir / f"plot_{m}.png"
-        with _atomic(path) as tmp:
+        with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=120, format="png")
         paths.append(path)
     return paths
@@ -440,6 +419,7 @@ def evaluate_folders(enhanced_dir, clean_dir, noisy_dir=None, out_dir=None, mani
 
     pairs, n_skipped = pair_files(enhanced_dir, clean_dir, noisy_dir, allow_missing)
     _check_out_dir(out_dir, inputs)
+    remove_leftovers(out_dir, recursive=False)  # half-written tables of an interrupted run
     ids = [p.id for p in pairs]
     groups = load_groups(manifest, ids, group_by) if manifest is not None else None
     check_lengths(pairs, sample_rate)
@@ -478,8 +458,8 @@ def evaluate_folders(enhanced_dir, clean_dir, noisy_dir=None, out_dir=None, mani
         notes.append(f"Values that could not be computed (NaN, left out of the means): {missing}; "
                      f"see the `errors` column of {PER_FILE_CSV}.")
     text = f"# Evaluation of {enhanced_dir}\n\n{markdown}\n\n" + "\n".join(notes) + "\n"
-    _write_text(text, out_dir / "summary.md")
-    _write_text(json.dumps(_json_safe(summary), indent=2) + "\n", out_dir / "summary.json")
+    write_text_atomic(out_dir / "summary.md", text)
+    write_text_atomic(out_dir / "summary.json", json.dumps(_json_safe(summary), indent=2) + "\n")
     _write_csv(summary_rows(summary, metrics), out_dir / "summary.csv")
     if plot:
         plot_metrics(table, metrics, out_dir, group_by[0] if group_by else None)

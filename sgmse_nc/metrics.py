@@ -14,7 +14,7 @@ import pesq as pesq_lib
 import torch
 from pystoi import stoi
 
-from sgmse_nc.audio import AudioError, resample_audio
+from sgmse_nc.audio import SAMPLE_RATE, AudioError, resample_audio
 
 DEFAULT_METRICS = ("pesq", "estoi", "si_sdr")
 # metric name -> (table label, decimals); "pesq" is wide-band (P.862.2), as in the SGMSE+ papers.
@@ -119,7 +119,7 @@ def _score(name: str, estimate: np.ndarray, reference: np.ndarray, sr: int) -> f
     return pesq_score(estimate, reference, sr, "nb" if name == "pesq_nb" else "wb")
 
 
-def compute_metrics(estimate, reference, sr: int = 16000, metrics=DEFAULT_METRICS, names=None) -> dict:
+def compute_metrics(estimate, reference, sr: int = SAMPLE_RATE, metrics=DEFAULT_METRICS, names=None) -> dict:
     """Score one estimate against its clean reference (1-D numpy arrays or torch tensors).
 
     metrics: any of "pesq" (wide-band), "pesq_nb", "estoi", "si_sdr".

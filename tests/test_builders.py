@@ -15,7 +15,6 @@ import soundfile as sf
 import torch
 
 from sgmse_nc.audio import read_audio, write_audio
-from sgmse_nc.data.manifest import write_text_atomic
 from sgmse_nc.data.prepare import main as prepare_main
 from sgmse_nc.data.errors import BuildError
 from sgmse_nc.data.esc50 import build_esc50
@@ -24,6 +23,7 @@ from sgmse_nc.data.manifest import read_manifest
 from sgmse_nc.data.noise_pool import active_mask
 from sgmse_nc.data.paired import PairedFolderDataset
 from sgmse_nc.data.synthetic import speech_like
+from sgmse_nc.io import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -146,7 +146,7 @@ def test_idempotent_and_never_overwrites(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "_write_subset", must_not_generate)
     assert ensure_demo_corpus(out, **{k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}) \
         == out.absolute()  # lists (as Hydra passes them) count as the same parameters
-    with pytest.raises(DemoCorpusError, match="different parameters.*seed"):
+    with pytest.raises(DemoCorpusError, match="other parameters.*seed"):
         ensure_demo_corpus(out, **{**params, "seed": 7})
     assert file_digests(out) == before
 
@@ -194,7 +194,7 @@ def test_cli_prints_summary(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         demo.main(argv[:-1] + ["4"])
     assert stop.value.code == 2
-    assert "different parameters" in capsys.readouterr().err
+    assert "other parameters (seed: 3 -> 4)" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------- signals

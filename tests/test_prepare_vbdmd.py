@@ -17,6 +17,7 @@ from sgmse_nc.data.corpus import resampled_length
 from sgmse_nc.data.errors import PrepareError
 from sgmse_nc.data.prepare import main
 from sgmse_nc.data.vbdmd import prepare_vbdmd
+from sgmse_nc.io import temp_name
 
 SOURCE_RATE = 48000
 # id -> (noise label, SNR dB); p226/p287 are the validation speakers, p232/p257 the official test speakers
@@ -118,7 +119,7 @@ def test_resume_rewrites_only_what_is_missing(release, prepared):
     dst, _ = prepared
     (dst / "train" / "noisy" / "p250_002.wav").unlink()
     (dst / "DONE.json").rename(dst / ".in_progress.json")  # as if the first run had been interrupted
-    leftover = dst / "valid" / "clean" / "tmpab12cd.tmp.wav"  # half-written file of a killed run
+    leftover = temp_name(dst / "valid" / "clean" / "p226_001.wav")  # half-written file of a killed run
     leftover.write_bytes(b"RIFF")
     summary = prepare_vbdmd(release, dst, progress=False)
     assert summary["written"] == 1 and summary["kept"] == 9

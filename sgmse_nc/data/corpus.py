@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, read_audio, write_audio
 from sgmse_nc.data.errors import PrepareError
-from sgmse_nc.data.manifest import write_manifest, write_text_atomic
+from sgmse_nc.data.manifest import write_manifest
+from sgmse_nc.io import is_leftover, param_differences, read_json, write_json, write_text_if_changed
 
 DONE_MARKER, PROGRESS_MARKER, SKIPPED_LIST = "DONE.json", ".in_progress.json", "skipped.txt"
 MARKER_FORMAT = 1
@@ -137,15 +138,11 @@ def check_destination(dst: Path, marker: dict, expected_files: set[str]) -> None
     """
     for name in (DONE_MARKER, PROGRESS_MARKER):
         path = dst / name
-        if not path.is_file():
+        old = read_json(path, PrepareError)
+        if old is None:
             continue
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise PrepareError(f"{path}: unreadable marker ({err}). Delete {dst} or choose another --dst.") from None
-        differences = [f"{key}: {json.dumps(old.get(key), sort_keys=True)} there, "
-                       f"{json.dumps(marker[key], sort_keys=True)} now"
-                       for key in ("dataset", "options") if old.get(key) != marker[key]]
+        differences = param_differences({key: old.get(key) for key in ("dataset", "options")},
+                                        {key: marker[key] for key in ("dataset", "options")})
         if old.get("fingerprint") != marker["fingerprint"]:
             differences.append("the source files differ (other ids, labels or file sizes)")
         if differences:
@@ -157,8 +154,8 @@ def check_destination(dst: Path, marker: dict, expected_files: set[str]) -> None
         rel = path.relative_to(dst)
         if rel.as_posix() in expected_files:
             continue
-        if path.name.startswith("tmp") and ".tmp." in path.name and str(rel.parent) in expected_dirs:
-            path.unlink()  # half-written output of an interrupted run (see write_audio)
+        if is_leftover(path) and str(rel.parent) in expected_dirs:
+            path.unlink()  # half-written output of an interrupted run
             continue
         unknown.append(rel.as_posix())
     if unknown:
@@ -167,23 +164,12 @@ def check_destination(dst: Path, marker: dict, expected_files: set[str]) -> None
                            f"preparation: {shown}. Choose an empty --dst, or remove those files.")
 
 
-def write_json(path: Path, data: dict) -> bool:
-    """Atomic write, skipped when the content is unchanged (so a rerun writes nothing)."""
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return False
-    write_text_atomic(path, text)
-    return True
-
-
 def write_skipped(dst: Path, skipped: list[tuple[PairJob, str]]) -> None:
     path = dst / SKIPPED_LIST
     if not skipped:
         path.unlink(missing_ok=True)
         return
-    text = "".join(f"{job.subset}/{job.id}\t{reason}\n" for job, reason in skipped)
-    if not (path.is_file() and path.read_text(encoding="utf-8") == text):
-        write_text_atomic(path, text)
+    write_text_if_changed(path, "".join(f"{job.subset}/{job.id}\t{reason}\n" for job, reason in skipped))
 
 
 def prepare_pairs(dataset: str, jobs: list[PairJob], dst, options: dict, columns: tuple[str, ...],

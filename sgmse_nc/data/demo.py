@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
@@ -34,6 +33,7 @@ import numpy as np
 from sgmse_nc.audio import write_audio
 from sgmse_nc.data.levels import PEAK_LIMIT
 from sgmse_nc.data.synthetic import NOISES, Speaker, make_noise, random_speaker, speech_like
+from sgmse_nc.io import read_json, refuse_other_params, temp_name
 
 log = logging.getLogger(__name__)
 
@@ -189,27 +189,14 @@ def _summarise(rows: list[dict]) -> dict:
 
 def read_done(out_dir) -> dict | None:
     """The DONE.json record of a finished corpus, or None when there is none."""
-    path = Path(out_dir) / DONE_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise DemoCorpusError(f"{path}: unreadable ({err}). Delete {Path(out_dir)} to regenerate the corpus, "
-                              f"or use another --out folder.") from err
+    return read_json(Path(out_dir) / DONE_FILE, DemoCorpusError)
 
 
 def _check_existing(out: Path, params: DemoParams) -> bool:
     """True when `out` already holds this corpus; raises when it holds anything else; False when free."""
-    done = read_done(out)
-    if done is not None:
-        saved, asked = done.get("params", {}), params.to_json()
-        if saved == asked:
-            return True
-        diff = "; ".join(f"{k}: {saved.get(k)} there, {asked[k]} asked"
-                         for k in asked if saved.get(k) != asked[k])
-        raise DemoCorpusError(f"{out}: holds a demo corpus made with different parameters ({diff}). It is never "
-                              f"overwritten: use another --out folder, or delete {out} to regenerate it.")
+    fix = f"It is never overwritten: use another --out folder, or delete {out} to regenerate it."
+    if refuse_other_params(out / DONE_FILE, params.to_json(), fix, DemoCorpusError) is not None:
+        return True
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DemoCorpusError(f"{out}: exists and is not a finished demo corpus (no {DONE_FILE}). Use another "
                               f"--out folder, or delete {out} if it is a leftover.")
@@ -223,7 +210,8 @@ def build_demo_corpus(out_dir, params: DemoParams) -> tuple[Path, bool]:
         return out, False
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp = temp_name(out)  # the one leftover pattern; mkdir (not mkdtemp's 0700) keeps the user's umask
+    tmp.mkdir()
     try:
         summary = {subset: _summarise(_write_subset(tmp, params, subset)) for subset in SUBSETS}
         record = {"params": params.to_json(), "summary": summary,

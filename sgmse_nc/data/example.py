@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sgmse_nc.spec import Spectrogram
+from sgmse_nc.spec import Spectrogram, peak_normalise
 
 
 def train_rng() -> np.random.Generator:
@@ -67,12 +67,12 @@ def stretch_outside(noise: torch.Tensor, avoid_start: int, avoid_len: int, ref_l
 def make_example(clean: torch.Tensor, noisy: torch.Tensor, reference: torch.Tensor, spec: Spectrogram,
                  eps: float = 1e-8) -> dict:
     """Peak-normalise all three waveforms by the noisy peak and turn them into SGMSE+ spectrograms."""
-    norm = noisy.abs().max().clamp_min(eps)
-    clean, noisy, reference = clean / norm, noisy / norm, reference / norm
+    noisy, norm = peak_normalise(noisy, eps)
+    clean, reference = clean / norm, reference / norm
     return {
         "x": spec.to_spec(clean).unsqueeze(0),
         "y": spec.to_spec(noisy).unsqueeze(0),
         "r": spec.to_spec(reference).unsqueeze(0),
         "r_wav": reference,
-        "norm": norm,
+        "norm": norm.squeeze(-1),
     }

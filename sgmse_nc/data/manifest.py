@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
+
+from sgmse_nc.io import write_text_if_changed
 
 NUMERIC_COLUMNS = frozenset({"snr"})
 
@@ -40,12 +40,7 @@ def manifest_text(rows: list[dict], columns: tuple[str, ...] = ("id",)) -> str:
 
 def write_manifest(path, rows: list[dict], columns: tuple[str, ...] = ("id",)) -> bool:
     """Write atomically; skip the write when the file already holds the same text. Returns True if written."""
-    path = Path(path)
-    text = manifest_text(rows, columns)
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return False
-    write_text_atomic(path, text)
-    return True
+    return write_text_if_changed(path, manifest_text(rows, columns))
 
 
 def read_manifest(path, required: tuple[str, ...] = ("id",)) -> list[dict]:
@@ -78,20 +73,6 @@ def read_manifest(path, required: tuple[str, ...] = ("id",)) -> list[dict]:
                                         f"a number is expected.") from None
             rows.append(row)
     return rows
-
-
-def write_text_atomic(path, text: str) -> None:
-    """Temporary file in the same folder, then rename: an interrupted run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".tmp" + path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _format(value) -> str:

@@ -36,8 +36,9 @@ from tqdm import tqdm
 from sgmse_nc.audio import SAMPLE_RATE, rms, write_audio
 from sgmse_nc.data.errors import BuildError
 from sgmse_nc.data.levels import SILENT_RMS, mix_at_snr
-from sgmse_nc.data.manifest import speech_id, write_manifest, write_text_atomic
+from sgmse_nc.data.manifest import speech_id, write_manifest
 from sgmse_nc.data.noise_pool import AudioPool, NoisePair
+from sgmse_nc.io import refuse_other_params, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,6 @@ def snr_folder(snr: float) -> str:
     return f"snr_{snr:g}"
 
 
-def _read_marker(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise BuildError(f"{path}: unreadable marker ({err}). Delete {path.parent} to rebuild it.") from err
-
-
 def claim_output(out: Path, params: dict) -> dict | None:
     """Make `out` ours for a build with `params`; return the finished summary when it is already built.
 
@@ -67,15 +61,8 @@ def claim_output(out: Path, params: dict) -> dict | None:
     before anything is written.
     """
     for name in (DONE_FILE, PARAMS_FILE):
-        marker = out / name
-        if marker.is_file():
-            old = _read_marker(marker)
-            if old.get("params") != params:
-                before = old.get("params", {})
-                changed = sorted(k for k in before.keys() | params.keys() if before.get(k) != params.get(k))
-                details = "; ".join(f"{k}: {before.get(k)!r} -> {params.get(k)!r}" for k in changed)
-                raise BuildError(f"{out} was {'built' if name == DONE_FILE else 'started'} with other parameters "
-                                 f"({details}). Nothing was written. Use another --out, or delete {out} to rebuild.")
+        old = refuse_other_params(out / name, params, f"Use another --out, or delete {out} to rebuild.", BuildError)
+        if old is not None:
             return old.get("summary", {}) if name == DONE_FILE else None
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BuildError(f"{out}: exists and holds no {DONE_FILE}/{PARAMS_FILE} of a builder. Nothing was written. "

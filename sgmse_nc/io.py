@@ -1,0 +1,126 @@
+"""Writing outputs safely: atomic writes, one leftover pattern, write-only-if-changed, parameter markers.
+
+Every output of the package (wavs, manifests, tables, plots, markers) is written through `atomic_path`:
+a temporary file in the destination folder, flushed to disk, then renamed onto the final name, so an
+interrupted run leaves either the old file or the new one, never half a file. An interrupted write may
+leave its temporary file behind; all of them match one pattern (`is_leftover`), so a resumed run can
+recognise and remove them. The temporary file is created like any other file, so the final file gets the
+permissions the user's umask gives (not `mkstemp`'s 0600).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping
+
+# ".<final name>.<8 hex>.tmp<final suffix>": hidden, names its target, keeps the suffix for writers that
+# infer the format from it.
+_LEFTOVER = re.compile(r"\..+\.[0-9a-f]{8}\.tmp(\.[^.]*)?")
+
+
+def temp_name(path) -> Path:
+    """A fresh name of the leftover pattern beside `path` (the file is not created)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+
+
+def is_leftover(path) -> bool:
+    """True for the temporary file of an interrupted atomic write."""
+    return _LEFTOVER.fullmatch(Path(path).name) is not None
+
+
+def remove_leftovers(folder, recursive: bool = True) -> int:
+    """Delete the temporary files interrupted atomic writes left under `folder`; return how many."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    leftovers = [p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file() and is_leftover(p)]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return len(leftovers)
+
+
+@contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; once the block succeeds, the file written there is synced and
+    renamed onto `path`. On any error the temporary file is removed and `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = temp_name(path)
+        try:  # created with mode 0o666 minus the umask, as open() would; O_EXCL: never reuse a name
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the data is on disk before the rename makes it visible
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="")
+
+
+def write_text_if_changed(path, text: str) -> bool:
+    """Atomic write, skipped when the file already holds `text` (a rerun touches nothing); True if written."""
+    path = Path(path)
+    if path.is_file() and path.read_bytes() == text.encode("utf-8"):
+        return False
+    write_text_atomic(path, text)
+    return True
+
+
+def write_json(path, data) -> bool:
+    """`data` as indented, key-sorted JSON, written only if it changed; True if written."""
+    return write_text_if_changed(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------------------------- parameter markers
+# A folder made by a run with some parameters holds a JSON marker recording them; a later run with other
+# parameters is refused before anything is written, so outputs of different settings never mix.
+
+def read_json(path, error: type[Exception] = ValueError) -> dict | None:
+    """The parsed JSON file, or None when there is none; an unreadable file raises `error` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise error(f"{path}: unreadable marker ({err}). Delete {path.parent} to rebuild it, "
+                    f"or choose another output folder.") from None
+
+
+def param_differences(saved: Mapping, asked: Mapping) -> list[str]:
+    """'key: <saved> -> <asked>' for every key whose value differs, sorted by key."""
+    return [f"{key}: {saved.get(key)!r} -> {asked.get(key)!r}"
+            for key in sorted(saved.keys() | asked.keys()) if saved.get(key) != asked.get(key)]
+
+
+def refuse_other_params(marker, params: Mapping, fix: str, error: type[Exception] = ValueError,
+                        key: str | None = "params") -> dict | None:
+    """The record in `marker` (None when there is none); raises `error` when it was made with other
+    `params` (the record's `key` entry, or the whole record when `key` is None), naming what differs."""
+    marker = Path(marker)
+    record = read_json(marker, error)
+    if record is None:
+        return None
+    saved = record if key is None else record.get(key, {})
+    differences = param_differences(saved, params)
+    if differences:
+        raise error(f"{marker.parent} was made with other parameters ({'; '.join(differences)}), "
+                    f"recorded in {marker.name}. Nothing was written. {fix}")
+    return record
