@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sgmse_nc.evaluation import _json_safe, _label_order, _write_csv, _write_text, summarise
+from sgmse_nc.evaluation import _json_safe, _label_order, _write_csv, summarise
+from sgmse_nc.io import write_text_atomic
 from sgmse_nc.metrics import METRIC_INFO
 
 NOISY = "noisy"
@@ -204,10 +205,10 @@ def write(comparison: dict, out_dir, title: str, notes=(), stem: str = "comparis
     """comparison.md / .csv / .json into out_dir (atomically); returns the Markdown."""
     out_dir = Path(out_dir)
     text = f"# {title}\n\n" + markdown(comparison, title="All files", notes=notes)
-    _write_text(text, out_dir / f"{stem}.md")
+    write_text_atomic(out_dir / f"{stem}.md", text)
     _write_csv(long_rows(comparison), out_dir / f"{stem}.csv")
-    _write_text(json.dumps(_json_safe({"title": title, "notes": list(notes), **comparison}), indent=2) + "\n",
-                out_dir / f"{stem}.json")
+    write_text_atomic(out_dir / f"{stem}.json",
+                      json.dumps(_json_safe({"title": title, "notes": list(notes), **comparison}), indent=2) + "\n")
     return text
 
 
