@@ -55,6 +55,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    """The exit status; a problem the user can fix is one `error: ...` line and status 2 (sgmse_nc.cli)."""
+    return run_main(_run, argv)
+
+
+def _run(argv=None) -> int:
     import logging
 
     import torch
@@ -83,4 +88,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(main())

@@ -30,12 +30,10 @@ def enhance(*args, check=None, subprocess_run: bool = False) -> subprocess.Compl
     else:
         from enhance import main
 
-        from sgmse_nc.cli import run_main
-
         stdout, stderr = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                status = run_main(main, argv)
+                status = main(argv)
             except SystemExit as exit_:  # argparse
                 status = exit_.code
         out = subprocess.CompletedProcess(argv, status, stdout.getvalue(), stderr.getvalue())
