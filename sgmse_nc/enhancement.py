@@ -216,6 +216,9 @@ def collect_inputs(noisy, ref_dir=None) -> tuple[list[Input], Path | None]:
     """The inputs of `--noisy`: a folder (searched recursively), one audio file, or a list file (one path per
     line, relative to the list's folder; `#` starts a comment). Returns them and the folder scanned, if any."""
     noisy = Path(noisy)
+    if ref_dir is not None and not Path(ref_dir).is_dir():
+        raise UserError(f"--ref-dir {ref_dir}: folder not found. Give the folder of noise-only references (same "
+                        f"names as the noisy files), or drop --ref-dir to enhance unconditionally.")
     folder = None
     if noisy.is_dir():
         folder = noisy

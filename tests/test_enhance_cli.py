@@ -125,6 +125,9 @@ def test_output_folder_problems_are_refused_before_anything_is_written(tmp_path,
     assert "--out" in error_line(inside) and "inside --noisy" in error_line(inside)
     in_refs = enhance("--ckpt", tiny_ckpt, "--noisy", noisy, "--ref-dir", refs, "--out", refs, check=2)
     assert "inside --ref-dir" in error_line(in_refs)
+    no_refs = enhance("--ckpt", tiny_ckpt, "--noisy", noisy, "--ref-dir", tmp_path / "norefs", "--out",
+                      tmp_path / "out", check=2)
+    assert "--ref-dir" in error_line(no_refs) and "norefs: folder not found" in error_line(no_refs)
     (tmp_path / "afile").write_text("x")
     under_file = enhance("--ckpt", tiny_ckpt, "--noisy", noisy, "--out", tmp_path / "afile" / "out", check=2)
     assert "afile is a file, not a folder" in error_line(under_file)
@@ -279,3 +282,15 @@ def test_interrupted_run_resumes_to_the_same_files(tmp_path, tiny_ckpt, how):
     assert whole.keys() == cut.keys()
     for name in whole:
         np.testing.assert_array_equal(whole[name], cut[name], err_msg=name)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_outputs_get_the_permissions_the_umask_gives(tmp_path, tiny_ckpt, umask, mode):
+    noisy, _ = folder(tmp_path, 1)
+    out = subprocess.run([sys.executable, "enhance.py", "--device", "cpu", "--ckpt", str(tiny_ckpt), "--noisy",
+                          str(noisy), "--out", str(tmp_path / "out"), *FAST], cwd=ROOT, capture_output=True,
+                         text=True, preexec_fn=lambda: os.umask(umask))
+    assert out.returncode == 0, out.stderr[-3000:]
+    written = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in written] == ["enhance_settings.json", "u0.wav"]
+    assert all(p.stat().st_mode & 0o777 == mode for p in written)
