@@ -31,7 +31,8 @@ test-slow: setup
 	$(BIN)/python -m pytest -m slow
 
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/model_size.py
+	$(BIN)/python bench/enhance_rtf.py
 
 clean-demo:
 	rm -rf $(RUN)

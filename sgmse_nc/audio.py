@@ -12,14 +12,13 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from sgmse_nc.errors import UserError
 from sgmse_nc.io import atomic_path
 
 SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".flac")
 
 
-class AudioError(UserError, ValueError):
+class AudioError(ValueError):
     """A user-facing problem with an audio file; the message names the file and the fix."""
 
 
@@ -29,8 +28,7 @@ def read_audio(path, sample_rate: int | None = SAMPLE_RATE, resample: bool = Fal
 
     sample_rate: the rate the caller needs (None: keep the file's). A file at another rate is
         resampled when `resample` is True, else refused with a message naming the fix.
-    mono: "error" refuses multi-channel files, "mean" averages the channels, "first" keeps channel 0,
-        "all" keeps every channel and returns [channels, T].
+    mono: "error" refuses multi-channel files, "mean" averages the channels, "first" keeps channel 0.
     """
     path = Path(path)
     if not path.is_file():
@@ -44,21 +42,21 @@ def read_audio(path, sample_rate: int | None = SAMPLE_RATE, resample: bool = Fal
             data = data.mean(axis=1, keepdims=True)
         elif mono == "first":
             data = data[:, :1]
-        elif mono != "all":
+        else:
             raise AudioError(f"{path}: has {data.shape[1]} channels, mono is expected. "
                              f"Convert it, e.g. `sox in.wav -c 1 out.wav`.")
-    wav = torch.from_numpy(np.ascontiguousarray(data.T))
+    wav = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
     if sample_rate is not None and sr != sample_rate:
         if not resample:
             raise AudioError(f"{path}: sample rate {sr} Hz, {sample_rate} Hz is expected. Resample it "
-                             f"(e.g. `sox in.wav -r {sample_rate} out.wav`).")
+                             f"(e.g. `sox in.wav -r {sample_rate} out.wav`) or enable resampling.")
         wav = resample_audio(wav, sr, sample_rate)
-    if wav.shape[-1] < min_samples:
-        raise AudioError(f"{path}: {wav.shape[-1]} samples, at least {min_samples} are needed. "
+    if wav.numel() < min_samples:
+        raise AudioError(f"{path}: {wav.numel()} samples, at least {min_samples} are needed. "
                          f"Remove the file or use a longer recording.")
     if not torch.isfinite(wav).all():
         raise AudioError(f"{path}: contains NaN or Inf samples. Replace the file.")
-    return wav if mono == "all" else wav[0]
+    return wav
 
 
 def audio_info(path) -> sf._SoundFileInfo:
@@ -74,8 +72,7 @@ def write_audio(path, wav, sample_rate: int = SAMPLE_RATE, subtype: str = "PCM_1
     path = Path(path)
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().cpu().float().numpy()
-    wav = np.asarray(wav, dtype=np.float32)
-    wav = wav.reshape(-1) if wav.ndim < 2 or wav.shape[0] == 1 else wav.T  # [channels, T] -> soundfile's [T, C]
+    wav = np.asarray(wav, dtype=np.float32).reshape(-1)
     if subtype.startswith("PCM"):
         wav = np.clip(wav, -1.0, 1.0)
     with atomic_path(path) as tmp:

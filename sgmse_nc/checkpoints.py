@@ -18,12 +18,10 @@ from pathlib import Path
 
 import torch
 
-from sgmse_nc.errors import UserError
-
 DNN_PREFIX = "dnn."
 
 
-class CheckpointError(UserError, ValueError):
+class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the fix."""
 
 

@@ -10,7 +10,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sgmse_nc.condition import Condition, as_condition, drop_condition, null_condition, zero_condition
+from sgmse_nc.condition import (Condition, as_condition, drop_condition, null_condition, select_condition,
+                                zero_condition)
 from sgmse_nc.ema import ParameterEMA
 from sgmse_nc.encoders import build_encoder
 from sgmse_nc.sampling import check_sampler, guided_score, sample, sampler_settings
@@ -59,6 +60,14 @@ class ScoreModel(pl.LightningModule):
     def encode(self, r: torch.Tensor, r_wav: torch.Tensor) -> Condition | None:
         return as_condition(self.encoder(r, r_wav))
 
+    def encode_batch(self, batch: dict) -> Condition | None:
+        """The batch's condition; examples without an honest reference (`ref_null`) get the null condition."""
+        z = self.encode(batch["r"], batch["r_wav"])
+        missing = batch.get("ref_null")
+        if z is not None and missing is not None and bool(missing.any()):
+            z = select_condition(~missing.to(torch.bool), z, null_condition(z))
+        return z
+
     @property
     def conditional(self) -> bool:
         """Whether the score network takes a noise condition (global embedding and/or tokens)."""
@@ -71,7 +80,7 @@ class ScoreModel(pl.LightningModule):
     # ---- training ---------------------------------------------------------------------------------------
     def _loss(self, batch) -> torch.Tensor:
         x, y = batch["x"], batch["y"]
-        z = drop_condition(self.encode(batch["r"], batch["r_wav"]), self.cond_drop_prob if self.training else 0.0)
+        z = drop_condition(self.encode_batch(batch), self.cond_drop_prob if self.training else 0.0)
         t = self.sde.sample_time(x.shape[0], x.device)
         x_t, noise, std = self.sde.perturb(x, y, t)
         if self.prediction == "data":
@@ -123,7 +132,7 @@ class ScoreModel(pl.LightningModule):
             return
         from sgmse_nc.metrics import compute_metrics  # pesq/pystoi only where metrics are computed
 
-        x_hat = self.enhance_spec(batch["y"], self.encode(batch["r"], batch["r_wav"]))
+        x_hat = self.enhance_spec(batch["y"], self.encode_batch(batch))
         norm = batch["norm"].view(-1, 1)
         estimate = (self.spec.to_wav(x_hat.squeeze(1)) * norm).cpu().numpy()
         clean = (self.spec.to_wav(batch["x"].squeeze(1)) * norm).cpu().numpy()

@@ -16,7 +16,7 @@ import torch
 
 from sgmse_nc.audio import read_audio, write_audio
 from sgmse_nc.data.prepare import main as prepare_main
-from sgmse_nc.data.errors import BuildError
+from sgmse_nc.data.errors import BuildError, HonestyError
 from sgmse_nc.data.esc50 import build_esc50
 from sgmse_nc.data.nonstationary import build_nonstationary
 from sgmse_nc.data.manifest import read_manifest
@@ -31,9 +31,10 @@ SR, ESC_SR = 16000, 44100
 CATEGORIES = ("dog", "rain", "siren")
 
 
-def make_esc50(root, rng, burst=(1.0, 1.5)):
+def make_esc50(root, rng, burst=(1.0, 1.5), looped=False):
     """ESC-50 layout: audio/<fold>-<src>-A-<target>.wav (5 s, 44.1 kHz) mostly silent around a burst of
-    unique noise (1-1.5 s by default), and meta/esc50.csv."""
+    unique noise (1-1.5 s by default), and meta/esc50.csv. looped: each clip repeats one 0.3 s event
+    instead (a dog barking in a loop, as many real clips do)."""
     rows = []
     for target, category in enumerate(CATEGORIES):
         for fold in (1, 2, 3):
@@ -42,6 +43,9 @@ def make_esc50(root, rng, burst=(1.0, 1.5)):
             length = int(rng.uniform(*burst) * ESC_SR)
             start = int(rng.integers(0, 5 * ESC_SR - length))
             clip[start:start + length] = rng.uniform(0.05, 0.5) * rng.standard_normal(length)
+            if looped:
+                event = rng.standard_normal(int(0.3 * ESC_SR)) * np.hanning(int(0.3 * ESC_SR))
+                clip = 0.3 * np.tile(event, 17)[:5 * ESC_SR]
             write_audio(root / "audio" / name, clip, ESC_SR)
             rows.append({"filename": name, "fold": fold, "target": target, "category": category, "esc10": "False",
                          "src_file": 100 + 10 * target + fold, "take": "A"})
@@ -177,6 +181,19 @@ def test_esc50_same_clip_reference_or_counted_fallback(inputs, tmp_path):
     assert summary["same_clip_fallbacks"] == 0 and all(r["reference_file"] == r["noise_file"] for r in rows)
 
 
+def test_looped_event_reference_is_rejected_and_the_manifest_says_so(inputs, tmp_path):
+    """A disjoint stretch of a looped clip is a near-copy of the mixed one: the builder rejects it, takes
+    another clip of the class, and the manifest and DONE.json say so."""
+    esc = make_esc50(tmp_path / "esc", np.random.default_rng(2), looped=True)
+    summary = build_esc50(esc, inputs / "clean", tmp_path / "out", snrs=(5,), reference="same_clip",
+                          ref_seconds=0.5, progress=False)
+    rows = read_manifest(tmp_path / "out" / "snr_5" / "manifest.csv")
+    assert summary["references_rejected_near_copy"] >= 4 * 4 and summary["same_clip_fallbacks"] == 4
+    for row in rows:
+        assert row["reference_relation"] == "same_class_other_recording" and row["reference_file"] != row["noise_file"]
+        assert float(row["reference_max_xcorr"]) < 0.5
+
+
 def test_esc50_bad_inputs(inputs, tmp_path, caplog):
     clean = inputs / "clean"
     with pytest.raises(BuildError, match="audio.*not found.*ESC-50 folder"):
@@ -186,7 +203,7 @@ def test_esc50_bad_inputs(inputs, tmp_path, caplog):
     # a corrupt clip and a csv row whose file is missing: skipped and counted; a 48 kHz stereo clean file works
     esc = make_esc50(tmp_path / "esc", np.random.default_rng(5))
     (esc / "audio" / "1-101-A-0.wav").write_bytes(b"garbage")
-    (esc / "audio" / "2-102-A-0.wav").unlink()
+    (esc / "audio" / "2-112-A-1.wav").unlink()  # (one clip of dog and one of rain: each keeps two)
     speech = tmp_path / "speech"
     write_audio(speech / "short.wav", np.zeros(SR // 10), SR)
     stereo = speech_like(2 * 48000, np.random.default_rng(1), 48000)
@@ -202,6 +219,10 @@ def test_esc50_bad_inputs(inputs, tmp_path, caplog):
     with pytest.raises(BuildError, match="holds no DONE.json"):
         build_esc50(inputs / "ESC-50-master", clean, tmp_path / "foreign", progress=False)
     assert [p.name for p in (tmp_path / "foreign").iterdir()] == ["notes.txt"]
+    # a category left with a single short clip has no honest reference: a clear error, never an overlap
+    (esc / "audio" / "2-102-A-0.wav").unlink()
+    with pytest.raises(HonestyError, match="stereo48k \\(dog\\): no honest noise reference.*overlapped"):
+        build_esc50(esc, speech, tmp_path / "o2", snrs=(5,), progress=False)
 
 
 def test_cli_reports_errors_without_traceback(tmp_path, capsys):
@@ -255,7 +276,7 @@ def test_nonstationary_noise_actually_changes_within_the_utterance(inputs, tmp_p
 def test_nonstationary_from_noise_pools(inputs, tmp_path):
     summary = build_nonstationary(inputs / "clean", tmp_path / "o", noise_dirs=[inputs / "demand"], snrs=(5,),
                                   num_items=6, progress=False)
-    assert summary["noise_types"] == 2 and summary["overlapping_references"] == 0
+    assert summary["noise_types"] == 2 and summary["references_rejected_overlap"] == 0
     rows = check_sets(tmp_path / "o", (5,), 6)
     assert all(set(r["category"].replace(">", "+").split("+")) <= {"demand/kitchen", "demand/street"} for r in rows)
     # ESC-50 as the pool: classes from its csv, active spans only, references from other clips

@@ -3,6 +3,7 @@ import csv
 import hashlib
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -289,3 +290,28 @@ def test_paired_dataset_and_hydra_read_the_corpus(corpus):
               "root": {"_target_": "sgmse_nc.data.demo.ensure_demo_corpus", "out_dir": str(corpus),
                        **{k: list(v) if isinstance(v, tuple) else v for k, v in SMALL.items()}}}
     assert len(instantiate(config)) == 3
+
+
+def test_whole_utterance_validation_never_gets_the_mixed_noise(corpus):
+    """conf/data/demo.yaml's validation (whole utterances for the metrics): every reference is a stretch of
+    the corpus's noise_ref, below the near-copy threshold against the noise mixed into that utterance."""
+    from omegaconf import OmegaConf
+
+    from sgmse_nc.data.datamodule import whole_utterances
+    from sgmse_nc.data.honesty import DEFAULT_THRESHOLD, similarity
+    from sgmse_nc.data.paired import PairedFolderDataset
+
+    node = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / "demo.yaml").valid
+    for subset in ("valid", "test"):
+        dataset = PairedFolderDataset(corpus, subset, num_frames=node.num_frames, ref_seconds=node.ref_seconds,
+                                      reference=node.reference)
+        whole = whole_utterances(dataset, len(dataset))
+        for i in range(len(whole)):
+            example = whole[i]
+            clean, noisy = dataset.load_pair(i)
+            measured = similarity(example["r_wav"] * example["norm"], noisy - clean)
+            assert measured.whitened < DEFAULT_THRESHOLD and not measured.is_copy()
+            assert float(example["ref_xcorr"]) == pytest.approx(measured.whitened, abs=0.02)
+    rows = manifest(corpus, "valid")
+    assert all(r["reference_relation"] == "same_process_disjoint" and float(r["reference_max_xcorr"]) < 0.5
+               for r in rows)

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sgmse_nc.audio import AudioError, rms, write_audio
+from sgmse_nc.data.errors import HonestyError
 from sgmse_nc.data.levels import mix_at_snr
 from sgmse_nc.data.mixing import MixingDataset
 from sgmse_nc.data.noise_pool import AudioPool, PoolSource, active_mask, active_span, disjoint_starts
@@ -208,10 +209,16 @@ def test_corrupt_empty_and_short_files_are_skipped_and_counted_once(tmp_path, ca
 def test_short_noise_is_looped(tmp_path, corpus):
     t = np.arange(SR // 4) / SR
     write_audio(tmp_path / "short" / "beep.wav", 0.3 * np.sin(2 * np.pi * 440 * t), SR)
-    data = MixingDataset(corpus / "speech", [tmp_path / "short"], snr_range=(0, 0), num_frames=FRAMES)
-    clean, _, noise, _ = waves(data[0])
+    data = MixingDataset(corpus / "speech", [tmp_path / "short"], snr_range=(0, 0), num_frames=FRAMES,
+                         on_failure="null")
+    example = data[0]
+    clean, _, noise, _ = waves(example)
     assert noise[1000:-1000].abs().max() > 0.1 * noise.abs().max()  # noise everywhere, no silent tail
     assert 10 * torch.log10(clean.pow(2).sum() / noise.pow(2).sum()).item() == pytest.approx(0.0, abs=0.5)
+    # a looped noise has no reference outside the mixed samples: the null condition, and the batch says why
+    assert example["ref_null"] and example["ref_rejected_overlap"] == 4 and torch.all(example["r_wav"] == 0)
+    with pytest.raises(HonestyError, match="4 candidate\\(s\\) overlapped the mixed noise"):
+        MixingDataset(corpus / "speech", [tmp_path / "short"], num_frames=FRAMES)[0]
 
 
 def test_silent_speech_is_an_error_naming_the_file(tmp_path, corpus):
@@ -255,6 +262,7 @@ def test_shipped_mixing_config_builds_the_datamodule(tmp_path):
             write_audio(data / "vbdmd" / subset / "clean" / f"p{k}_{subset}.wav", speech_like(2 * SR, rng), SR)
     for kind in ("clean", "noisy"):
         write_audio(data / "vbdmd" / "test" / kind / "p232_001.wav", 0.1 * rng.standard_normal(2 * SR), SR)
+    write_audio(data / "vbdmd" / "test" / "noise_ref" / "p232_001.wav", 0.1 * rng.standard_normal(SR), SR)
     for env in ("DKITCHEN", "STRAFFIC"):
         write_audio(data / "noise" / "DEMAND" / env / "ch01.wav", 0.05 * rng.standard_normal(4 * SR), SR)
     write_audio(data / "noise" / "wham_noise" / "tr" / "n0.wav", 0.05 * rng.standard_normal(4 * SR), SR)

@@ -1,4 +1,5 @@
-"""Noise-reference strategies of PairedFolderDataset: same_utterance, same_noise_type, file."""
+"""Noise-reference strategies of PairedFolderDataset (noise_ref_dir, same_noise_type, from_noisy_pauses, none,
+oracle_same_utterance) under the reference policy."""
 from __future__ import annotations
 
 import logging
@@ -10,6 +11,8 @@ import torch
 from sgmse_nc.audio import AudioError, read_audio, write_audio
 from sgmse_nc.data.manifest import ManifestError, write_manifest
 from sgmse_nc.data.paired import PairedFolderDataset
+from sgmse_nc.data.errors import HonestyError
+from sgmse_nc.data.honesty import similarity
 from sgmse_nc.data.references import SameNoiseType
 
 SR = 16000
@@ -27,15 +30,21 @@ def root(tmp_path):
         noise = torch.from_numpy(0.05 * rng.standard_normal(SR)).float()
         write_audio(tmp_path / "test" / "clean" / f"{utt}.wav", clean, SR, subtype="FLOAT")
         write_audio(tmp_path / "test" / "noisy" / f"{utt}.wav", clean + noise, SR, subtype="FLOAT")
-        write_audio(tmp_path / "test" / "noise_ref" / f"{utt}.wav", noise[:SR // 2] * 3, SR, subtype="FLOAT")
+        other = torch.from_numpy(0.05 * rng.standard_normal(SR // 2)).float()  # an independent noise-only take
+        write_audio(tmp_path / "test" / "noise_ref" / f"{utt}.wav", other, SR, subtype="FLOAT")
     write_manifest(tmp_path / "test" / "manifest.csv",
                    [{"id": utt, "speaker": "p000", "noise_type": label, "snr": 5.0} for utt, label in LABELS.items()],
                    ("id", "speaker", "noise_type", "snr"))
     return tmp_path
 
 
+def pair(ds, index):
+    clean, noisy = ds.load_pair(index)
+    return noisy, clean
+
+
 def dataset(root, **kwargs):
-    return PairedFolderDataset(root, "test", num_frames=FRAMES, ref_seconds=REF_LEN / SR, **kwargs)
+    return PairedFolderDataset(root, "test", **{"num_frames": FRAMES, "ref_seconds": REF_LEN / SR, **kwargs})
 
 
 def locate(stretch: torch.Tensor, wav: torch.Tensor) -> list[int]:
@@ -44,83 +53,143 @@ def locate(stretch: torch.Tensor, wav: torch.Tensor) -> list[int]:
     return [s for s in starts if torch.equal(wav[s:s + stretch.numel()], stretch)]
 
 
-def test_same_utterance_is_outside_the_crop_and_fixed_for_eval(root):
-    ds = dataset(root)
-    noise = ds.load_noise(0)
+def test_oracle_same_utterance_is_outside_the_crop_and_fixed_for_eval(root, caplog):
+    with caplog.at_level(logging.WARNING):
+        ds = dataset(root, reference="oracle_same_utterance")
+    assert any("ORACLE" in r.message for r in caplog.records)  # logged as what it is
+    noisy, clean = pair(ds, 0)
+    noise = noisy - clean
     length = ds.spec.num_samples(FRAMES)
     for seed in range(20):
         start = int(np.random.default_rng(seed).integers(0, SR - length))
-        ref = ds.reference(0, noise, start, length, np.random.default_rng(seed))
-        assert ref.shape == (REF_LEN,)
-        (at,) = locate(ref, noise)
-        assert at + REF_LEN <= start or at >= start + length  # never overlaps the mixed stretch
+        choice = ds.reference(0, noisy, clean, start, length, np.random.default_rng(seed))
+        assert choice.reference.shape == (REF_LEN,) and choice.relation == "oracle_same_utterance"
+        piece = REF_LEN // 4  # a side shorter than the reference is looped: its first quarter is contiguous
+        (at,) = locate(choice.reference[:piece], noise)
+        assert at + piece <= start or at >= start + length  # never overlaps the mixed stretch
     first, second = ds[2], ds[2]
     assert torch.equal(first["r_wav"], second["r_wav"]) and first["r_wav"].shape == (REF_LEN,)
+
+
+def test_whole_utterance_never_gets_the_mixed_noise(root):
+    """The old fallback: a crop covering the whole utterance got the whole recording (the mixed noise) as
+    reference. Now every strategy's whole-utterance reference is below the threshold, or none is given."""
+    for reference in ("noise_ref_dir", "same_noise_type"):
+        ds = dataset(root, reference=reference, num_frames=None, on_failure="null")
+        for i in range(len(ds)):
+            example = ds[i]
+            noisy, clean = pair(ds, i)
+            if not example["ref_null"]:
+                assert similarity(example["r_wav"] * example["norm"], noisy - clean).whitened < 0.5
+                assert example["ref_xcorr"] < 0.5
+    oracle = dataset(root, reference="oracle_same_utterance", num_frames=None)
+    with pytest.raises(HonestyError, match="no honest noise reference.*threshold 0.5"):
+        oracle[0]  # nothing lies outside a whole-utterance crop: a clear error, never the mixed noise
+    oracle = dataset(root, reference="oracle_same_utterance", num_frames=None, on_failure="null")
+    example = oracle[0]
+    assert example["ref_null"] and torch.all(example["r_wav"] == 0)
+
+
+def test_a_near_copy_is_rejected_and_counted(root, tmp_path):
+    """A noise_ref file that copies the mixed noise (any gain, any lag) is refused; the batch says so."""
+    copies = tmp_path / "copies"
+    for k, utt in enumerate(LABELS):
+        ds = dataset(root)
+        noisy, clean = pair(ds, k)
+        write_audio(copies / f"{utt}.wav", -3.0 * (noisy - clean)[1000:9000], SR, subtype="FLOAT")
+    ds = dataset(root, ref_dir=copies, num_frames=None, on_failure="null")
+    example = ds[1]
+    assert example["ref_null"] and example["ref_rejected_copy"] == 4
+    with pytest.raises(HonestyError, match="4 were near-copies"):
+        dataset(root, ref_dir=copies, num_frames=None)[1]
 
 
 def test_same_noise_type_uses_another_utterance_with_that_label(root):
     ds = dataset(root, reference="same_noise_type", train=True)
     noises = [ds.load_noise(i) for i in range(len(ds))]
+    noisy, clean = pair(ds, 0)
     sources = set()
     for seed in range(30):
-        ref = ds.reference(0, noises[0], 0, 100, np.random.default_rng(seed))
-        found = [j for j, noise in enumerate(noises) if locate(ref, noise)]
+        choice = ds.reference(0, noisy, clean, 0, 100, np.random.default_rng(seed))
+        found = [j for j, noise in enumerate(noises) if locate(choice.reference, noise)]
         assert len(found) == 1 and found[0] in (1, 2)  # u1 or u2: cafe, never u0 itself
+        assert choice.source == f"u{found[0]}" and choice.relation == "other_utterance_same_label"
         sources.add(found[0])
     assert sources == {1, 2}  # training draws vary
     assert ds[3]["r_wav"].shape == (REF_LEN,)
 
 
+def test_same_noise_type_never_picks_the_same_utterance(root):
+    ds = dataset(root, reference="same_noise_type")
+    for index in range(5):  # u5 is alone with its label
+        for seed in range(10):
+            assert index not in ds.ref_strategy.others(index, np.random.default_rng(seed))
+    assert ds.ref_strategy.others(5, np.random.default_rng(0)) == []
+
+
 def test_same_noise_type_eval_is_seeded(root):
     ds = dataset(root, reference="same_noise_type")
-    noise = ds.load_noise(3)
-    ref = ds.reference(3, noise, 0, 100, None)
-    assert torch.equal(ref, ds.reference(3, noise, 0, 100, None))
+    noisy, clean = pair(ds, 3)
+    ref = ds.reference(3, noisy, clean, 0, 100, None).reference
+    assert torch.equal(ref, ds.reference(3, noisy, clean, 0, 100, None).reference)
     assert locate(ref, ds.load_noise(4))  # bus: the only other bus utterance
     assert torch.equal(ds[0]["r_wav"], ds[0]["r_wav"])
-    refs = {seed: dataset(root, reference="same_noise_type", seed=seed).reference(0, noise, 0, 100, None)
+    noisy, clean = pair(ds, 0)
+    refs = {seed: dataset(root, reference="same_noise_type", seed=seed).reference(0, noisy, clean, 0, 100, None)
             for seed in range(6)}
-    assert len({tuple(r[:5].tolist()) for r in refs.values()}) > 1  # the seed changes the choice
+    assert len({tuple(c.reference[:5].tolist()) for c in refs.values()}) > 1  # the seed changes the choice
 
 
-def test_single_utterance_label_falls_back_once(root, caplog):
+def test_single_utterance_label_has_no_silent_fallback(root, caplog):
     with caplog.at_level(logging.WARNING):
         ds = dataset(root, reference="same_noise_type")
-    assert ds.ref_strategy.fallback_ids == ["u5"]
     assert sum("single utterance (u5)" in r.message for r in caplog.records) == 1
-    noise = ds.load_noise(5)
-    ref = ds.reference(5, noise, 0, 4000, None)
-    (at,) = locate(ref, noise)
-    assert at >= 4000  # its own noise, outside the crop
+    with pytest.raises(HonestyError, match="u5.wav.*no honest noise reference"):
+        ds[5]
+    example = dataset(root, reference="same_noise_type", on_failure="null")[5]
+    assert example["ref_null"] and torch.all(example["r_wav"] == 0)
 
 
-def test_file_strategy_reads_the_named_file(root):
-    ds = dataset(root, reference="file", train=True)  # ref_dir defaults to <root>/test/noise_ref
+def test_noise_ref_dir_reads_the_named_file(root):
+    ds = dataset(root, reference="noise_ref_dir", train=True)  # ref_dir defaults to <root>/test/noise_ref
     given = read_audio(root / "test" / "noise_ref" / "u1.wav")
-    starts = {locate(ds.reference(1, ds.load_noise(1), 0, 100, np.random.default_rng(seed)), given)[0]
+    noisy, clean = pair(ds, 1)
+    starts = {locate(ds.reference(1, noisy, clean, 0, 100, np.random.default_rng(seed)).reference, given)[0]
               for seed in range(5)}
     assert len(starts) > 1  # training draws a random stretch of the given file
-    ev = dataset(root, reference="file", ref_dir=root / "test" / "noise_ref")
-    assert torch.equal(ev.reference(1, None, 0, 0, None), ev.reference(1, None, 0, 0, None))
+    ev = dataset(root, reference="noise_ref_dir", ref_dir=root / "test" / "noise_ref")
+    assert torch.equal(ev.reference(1, noisy, clean, 0, 100, None).reference,
+                       ev.reference(1, noisy, clean, 0, 100, None).reference)
     assert ev[1]["r"].shape == (1, 256, REF_LEN // 128 + 1)
+    assert ev[1]["ref_xcorr"] < 0.5 and ev[1]["ref_rejected_copy"] == 0
 
 
-def test_file_strategy_loops_a_short_file(root, tmp_path):
+def test_noise_ref_dir_loops_a_short_file(root, tmp_path):
     short = tmp_path / "short"
+    rng = np.random.default_rng(5)
     for utt in LABELS:
-        write_audio(short / f"{utt}.wav", torch.linspace(0.1, 0.2, 1000), SR, subtype="FLOAT")
-    ref = dataset(root, reference="file", ref_dir=short).reference(0, None, 0, 0, None)
+        write_audio(short / f"{utt}.wav", 0.05 * rng.standard_normal(1000), SR, subtype="FLOAT")
+    ds = dataset(root, ref_dir=short)
+    noisy, clean = pair(ds, 0)
+    ref = ds.reference(0, noisy, clean, 0, 100, None).reference
     assert ref.shape == (REF_LEN,) and torch.equal(ref[:1000], ref[1000:2000])
 
 
+def test_none_gives_the_null_condition(root):
+    example = dataset(root, reference="none", on_failure="null")[0]
+    assert example["ref_null"] and torch.all(example["r_wav"] == 0)
+
+
 def test_reference_errors_are_clear(root, tmp_path):
-    with pytest.raises(ValueError, match="'nearby' is not a strategy; choose one of same_utterance"):
+    with pytest.raises(ValueError, match="'nearby' is not a strategy; choose one of noise_ref_dir"):
         dataset(root, reference="nearby")
+    with pytest.raises(ValueError, match="'same_utterance' is now called 'oracle_same_utterance'.*clean signal"):
+        dataset(root, reference="same_utterance")
     (root / "test" / "noise_ref" / "u4.wav").unlink()
     with pytest.raises(AudioError, match=r"no reference file for 1 utterance\(s\) \(e.g. u4.wav\)"):
-        dataset(root, reference="file")
+        dataset(root, reference="noise_ref_dir")
     with pytest.raises(AudioError, match="elsewhere: reference folder not found"):
-        dataset(root, reference="file", ref_dir=tmp_path / "elsewhere")
+        dataset(root, reference="noise_ref_dir", ref_dir=tmp_path / "elsewhere")
     with pytest.raises(ManifestError, match="other.csv: manifest not found.*sgmse_nc.data.prepare"):
         dataset(root, reference="same_noise_type", manifest=tmp_path / "other.csv")
     write_manifest(tmp_path / "partial.csv", [{"id": "u0", "noise_type": "cafe"}])
@@ -132,11 +201,13 @@ def test_reference_errors_are_clear(root, tmp_path):
     (tmp_path / "badsnr.csv").write_text("id,noise_type,snr\nu0,cafe,loud\n")
     with pytest.raises(ManifestError, match="line 2: column 'snr' is 'loud'"):
         dataset(root, reference="same_noise_type", manifest=tmp_path / "badsnr.csv")
+    with pytest.raises(ValueError, match="on_failure must be one of error, null"):
+        dataset(root, reference="same_noise_type", on_failure="fallback")
 
 
 def test_strategy_without_dataset(root):
     """SameNoiseType works on any id list and loader (the mixing datasets can reuse it)."""
     noises = {i: torch.full((50,), float(i)) for i in range(4)}
     strategy = SameNoiseType(["u0", "u1", "u3", "u4"], root / "test" / "manifest.csv", noises.__getitem__, 80)
-    ref = strategy(2, noises[2], 0, 0, None)
-    assert ref.shape == (80,) and torch.all(ref == 3.0)  # u3 (bus) -> item 3 = u4, looped to 80 samples
+    (candidate, *_) = strategy(2, noises[2], torch.zeros(50), 0, 0, None)
+    assert candidate.reference.shape == (80,) and torch.all(candidate.reference == 3.0)  # u3 (bus) -> u4, looped

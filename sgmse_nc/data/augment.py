@@ -56,7 +56,8 @@ class SyntheticSource:
     def draw(self, length: int, ref_length: int, rng: np.random.Generator) -> NoisePair:
         noise = torch.from_numpy(make_noise(self.kind, length, rng, self.sample_rate))
         reference = torch.from_numpy(make_noise(self.kind, ref_length, rng, self.sample_rate))
-        return NoisePair(noise, reference, self.kind, f"synthetic:{self.kind}", "0", f"synthetic:{self.kind}", "0")
+        return NoisePair(noise, reference, self.kind, f"synthetic:{self.kind}", "0", f"synthetic:{self.kind}", "0",
+                         relation="independent_draw")
 
 
 class BabbleSource:
@@ -88,7 +89,8 @@ class BabbleSource:
     def draw(self, length: int, ref_length: int, rng: np.random.Generator) -> NoisePair:
         noise, names, offsets = self.babble(length, rng)
         reference, ref_names, ref_offsets = self.babble(ref_length, rng)
-        return NoisePair(noise, reference, "babble", join(names), join(offsets), join(ref_names), join(ref_offsets))
+        return NoisePair(noise, reference, "babble", join(names), join(offsets), join(ref_names), join(ref_offsets),
+                         relation="other_babble")
 
 
 class MixSource:
@@ -106,7 +108,8 @@ class MixSource:
         pair = NoisePair(wa * a.noise + wb * b.noise, wa * a.reference + wb * b.reference,
                          f"{a.category}+{b.category}", join([a.noise_file, b.noise_file]),
                          join([a.noise_offset, b.noise_offset]), join([a.reference_file, b.reference_file]),
-                         join([a.reference_offset, b.reference_offset]), a.overlapping or b.overlapping)
+                         join([a.reference_offset, b.reference_offset]), a.overlapping or b.overlapping,
+                         join([a.relation, b.relation]))
         pair.info = {**a.info, **b.info, "alpha": alpha}
         return pair
 
@@ -160,7 +163,8 @@ class ConcatSource:
         pair = NoisePair(fit_length(noise, length), fit_length(reference, ref_length),
                          ">".join(p.category for p in pairs), join(p.noise_file for p in pairs),
                          join(p.noise_offset for p in pairs), join(p.reference_file for p in pairs),
-                         join(p.reference_offset for p in pairs), any(p.overlapping for p in pairs))
+                         join(p.reference_offset for p in pairs), any(p.overlapping for p in pairs),
+                         join(p.relation for p in pairs))
         pair.info["segment_lengths"] = lengths.tolist()
         return pair
 
@@ -251,6 +255,8 @@ class EventSource:
         pair.noise_offset = join([pair.noise_offset] + [e.noise_offset for e in events])
         pair.reference_file = join([pair.reference_file, event.reference_file])
         pair.reference_offset = join([pair.reference_offset, event.reference_offset])
+        pair.relation = join([pair.relation, event.relation])
+        pair.overlapping = pair.overlapping or event.overlapping
         pair.info["events"] = (f"{count} events at " + "/".join(f"{p / self.sample_rate:.2f}s" for p in positions)
                                + " ratio " + "/".join(f"{r:.1f}dB" for r in ratios))
         return pair

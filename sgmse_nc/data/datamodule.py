@@ -3,7 +3,8 @@ conf/data/*.yaml), this module only wraps them in loaders.
 
 Validation has two loaders: crops of the valid set for the loss, and the first `num_eval_files` whole
 utterances (batch size 1) that the model enhances to log PESQ/ESTOI/SI-SDR. Lightning shards both across
-DDP ranks.
+DDP ranks. The datamodule counts what the batches say about their noise references (`reference_counts`);
+`ReferenceCountsLogger` logs them once per epoch (train_ref_null, train_ref_rejected_copy, ...).
 """
 from __future__ import annotations
 
@@ -24,6 +25,51 @@ def whole_utterances(dataset: Dataset, count: int) -> Dataset:
     return Subset(full, range(min(count, len(full))))
 
 
+COUNTED = ("ref_null", "ref_rejected_overlap", "ref_rejected_copy")
+
+
+class ReferenceCounts:
+    """What the batches of one stage say about their references (see sgmse_nc.data.honesty): examples,
+    null conditions, candidates rejected for overlapping the mixed noise and for being near-copies of it, and
+    the largest accepted similarity. Counted from the batches, so the workers' counts add up."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.values = {"examples": 0, **{name: 0 for name in COUNTED}, "ref_max_xcorr": 0.0}
+
+    def add(self, batch) -> None:
+        if not isinstance(batch, dict) or "ref_null" not in batch:
+            return
+        self.values["examples"] += int(batch["ref_null"].numel())
+        for name in COUNTED:
+            self.values[name] += int(batch[name].sum())
+        xcorr = batch["ref_xcorr"][~batch["ref_null"]]
+        xcorr = xcorr[~torch.isnan(xcorr)]
+        if xcorr.numel():
+            self.values["ref_max_xcorr"] = max(self.values["ref_max_xcorr"], float(xcorr.max()))
+
+
+class ReferenceCountsLogger(pl.Callback):
+    """Logs the datamodule's reference counts once per epoch (summed over DDP ranks; the max for xcorr)."""
+
+    def _log(self, trainer, pl_module, stage: str):
+        counts = getattr(trainer.datamodule, "reference_counts", {}).get(stage) if trainer.datamodule else None
+        if counts is None or not counts.values["examples"]:
+            return
+        for name, value in counts.values.items():
+            pl_module.log(f"{stage}_{name}", float(value), sync_dist=True, reduce_fx="max" if "xcorr" in name
+                          else "sum", rank_zero_only=False)
+        counts.reset()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._log(trainer, pl_module, "train")
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self._log(trainer, pl_module, "valid")
+
+
 class SpeechDataModule(pl.LightningDataModule):
     def __init__(self, train: Dataset | None = None, valid: Dataset | None = None, test: Dataset | None = None,
                  batch_size: int = 8, num_workers: int = 4, num_eval_files: int = 20, pin_memory: bool | None = None,
@@ -33,6 +79,16 @@ class SpeechDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers, self.num_eval_files = batch_size, num_workers, num_eval_files
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
+        self.reference_counts = {"train": ReferenceCounts(), "valid": ReferenceCounts(), "test": ReferenceCounts()}
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            stage = "train" if trainer.training else "valid" if (trainer.validating or trainer.sanity_checking) \
+                else "test" if trainer.testing else None
+            if stage is not None and not trainer.sanity_checking:
+                self.reference_counts[stage].add(batch)
+        return batch
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,

@@ -4,7 +4,10 @@
     <out>/<subset>/clean/<id>.wav       subset in train, valid, test; int16 PCM
     <out>/<subset>/noisy/<id>.wav       same names and lengths as clean/
     <out>/<subset>/noise_ref/<id>.wav   1-2 s of the same noise process, a stretch NOT used in the mix
-    <out>/<subset>/manifest.csv         id, speaker, noise_type, snr, seconds
+                                        (0.25 s after it), checked by the reference policy (data.honesty)
+    <out>/<subset>/manifest.csv         id, speaker, noise_type, snr, seconds, reference_file,
+                                        reference_offset (samples into the noise process; the mix starts at
+                                        0), reference_relation, reference_max_xcorr
 
 Nothing is downloaded; generation is deterministic from `seed` (each utterance has its own seed, so the
 first N utterances do not change when more are asked for). The corpus is built in a hidden sibling
@@ -31,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from sgmse_nc.audio import write_audio
+from sgmse_nc.data.honesty import similarity
 from sgmse_nc.data.levels import PEAK_LIMIT
 from sgmse_nc.data.synthetic import NOISES, Speaker, make_noise, random_speaker, speech_like
-from sgmse_nc.errors import UserError
 from sgmse_nc.io import read_json, refuse_other_params, temp_name
 
 log = logging.getLogger(__name__)
@@ -42,13 +45,14 @@ SUBSETS = ("train", "valid", "test")
 SUBSET_CODES = {"train": 0, "valid": 1, "test": 2}
 SPEAKER_PREFIX = {"train": "tr", "valid": "va", "test": "te"}
 SPEAKERS_PER_SUBSET = {"train": 8, "valid": 2, "test": 2}  # valid/test speakers are unseen in train
-FORMAT_VERSION = 2  # bump when a code change alters the generated audio: old corpora are then refused
+FORMAT_VERSION = 3  # bump when a code change alters the generated audio: old corpora are then refused
 DONE_FILE = "DONE.json"
-MANIFEST_COLUMNS = ("id", "speaker", "noise_type", "snr", "seconds")
+MANIFEST_COLUMNS = ("id", "speaker", "noise_type", "snr", "seconds", "reference_file", "reference_offset",
+                    "reference_relation", "reference_max_xcorr")
 REF_GAP_SECONDS = 0.25  # distance between the mixed noise and the reference stretch
 
 
-class DemoCorpusError(UserError, RuntimeError):
+class DemoCorpusError(RuntimeError):
     """The output folder cannot take the demo corpus asked for; the message names the folder and the fix."""
 
 
@@ -110,6 +114,8 @@ class Utterance:
     clean: np.ndarray
     noisy: np.ndarray
     noise_ref: np.ndarray
+    ref_offset: int  # where the reference starts in the generated noise process (the mix starts at 0)
+    ref_xcorr: float  # its similarity to the mixed noise (sgmse_nc.data.honesty)
 
 
 def _rng(params: DemoParams, subset: str, purpose: int, index: int = 0) -> np.random.Generator:
@@ -148,6 +154,10 @@ def make_utterance(params: DemoParams, subset: str, index: int, noise_type: str,
     mixed, ref = noise[:length], noise[length + gap:]
     noise_gain = np.sqrt(np.mean(clean ** 2) / (np.mean(mixed ** 2) * 10 ** (snr / 10)))
     noisy, ref = clean + noise_gain * mixed, noise_gain * ref
+    measured = similarity(ref, mixed)
+    if measured.is_copy():  # cannot happen for these random processes; the policy is checked all the same
+        raise DemoCorpusError(f"demo {subset} utterance {index} ({noise_type}): the noise reference is a near-copy "
+                              f"of the mixed noise (whitened max xcorr {measured.whitened}). Change the seed.")
 
     # Speech at -30..-20 dBFS RMS, lowered when needed so no file's peak reaches PEAK_LIMIT.
     level = 10 ** (rng.uniform(-30, -20) / 20) / np.sqrt(np.mean(clean ** 2))
@@ -155,7 +165,8 @@ def make_utterance(params: DemoParams, subset: str, index: int, noise_type: str,
     level = min(level, PEAK_LIMIT / peak)
     utt_id = f"{speaker_name}_{index // len(speakers) + 1:03d}"
     return Utterance(utt_id, speaker_name, noise_type, float(snr), (level * clean).astype(np.float32),
-                     (level * noisy).astype(np.float32), (level * ref).astype(np.float32))
+                     (level * noisy).astype(np.float32), (level * ref).astype(np.float32), length + gap,
+                     measured.whitened)
 
 
 def _write_subset(root: Path, params: DemoParams, subset: str) -> list[dict]:
@@ -166,7 +177,9 @@ def _write_subset(root: Path, params: DemoParams, subset: str) -> list[dict]:
         for folder, wav in (("clean", utt.clean), ("noisy", utt.noisy), ("noise_ref", utt.noise_ref)):
             write_audio(root / subset / folder / f"{utt.id}.wav", wav, params.sample_rate)
         rows.append({"id": utt.id, "speaker": utt.speaker, "noise_type": utt.noise_type, "snr": utt.snr,
-                     "seconds": round(utt.clean.size / params.sample_rate, 4)})
+                     "seconds": round(utt.clean.size / params.sample_rate, 4),
+                     "reference_file": f"noise_ref/{utt.id}.wav", "reference_offset": utt.ref_offset,
+                     "reference_relation": "same_process_disjoint", "reference_max_xcorr": utt.ref_xcorr})
     (root / subset).mkdir(parents=True, exist_ok=True)
     with open(root / subset / "manifest.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)

@@ -14,9 +14,10 @@ from pathlib import Path
 from sgmse_nc.audio import SAMPLE_RATE
 from sgmse_nc.data.errors import BuildError
 from sgmse_nc.data.noise_pool import AudioPool, PoolSource
+from sgmse_nc.data.honesty import ReferencePolicy
 from sgmse_nc.data.snr_sets import (FORMAT_VERSION, SNR_SET_COLUMNS, Item, add_snr_set_arguments, balanced,
-                                    canonical, claim_output, finish, format_summary, progress_bar, render,
-                                    speech_items, speech_pool)
+                                    canonical, claim_output, finish, format_summary, honest_pair, policy_notes,
+                                    progress_bar, render, speech_items, speech_pool)
 
 
 def read_esc50_meta(esc50: Path, categories: list[str] | None, folds: list[int] | None) -> list[dict]:
@@ -54,8 +55,9 @@ def build_esc50(esc50, clean, out, snrs=(0, 5, 10), categories: list[str] | None
     """Clean speech + ESC-50 clips at each SNR; categories balanced over the items.
 
     reference: "other_clip" (another clip of the same category, level-matched) or "same_clip" (a stretch of
-    the same clip outside the mixed one; when the clip's active part is too short for that, another clip of
-    the category is used and counted as `same_clip_fallbacks`).
+    the same clip outside the mixed one; when the clip's active part is too short for that, or its stretches
+    are near-copies of the mixed one (a looped event), another clip of the category is used and counted as
+    `same_clip_fallbacks`).
     """
     if reference not in ("other_clip", "same_clip"):
         raise BuildError(f"--reference must be other_clip or same_clip, not {reference!r}.")
@@ -79,27 +81,30 @@ def build_esc50(esc50, clean, out, snrs=(0, 5, 10), categories: list[str] | None
     same = {c: PoolSource(pool, reference="same_recording", label=c, warn_overlap=False) for c in pool.by_label}
     count = num_items or len(speech)
     plan = balanced(sorted(pool.by_label), count, seed)
-    skipped, fallbacks = Counter(), 0
+    skipped, policy = Counter(), ReferencePolicy()
+    relations = Counter()
 
     def items():
-        nonlocal fallbacks
         for k, item_id, wav, rng in speech_items(speech, count, seed, skipped):
             category = plan[k]
-            pair = (same if reference == "same_clip" else other)[category].draw(wav.shape[-1], ref_len, rng)
-            if pair.overlapping or (reference == "other_clip" and pair.reference_file == pair.noise_file):
-                fallbacks += 1  # same clip too short, or a category with a single clip
-                if reference == "same_clip":
-                    pair = other[category].draw(wav.shape[-1], ref_len, rng)
+            primary = same if reference == "same_clip" else other
+
+            def draw(source=primary[category]):
+                return source.draw(wav.shape[-1], ref_len, rng)
+            fallback = (lambda: draw(other[category])) if reference == "same_clip" else None
+            pair, xcorr = honest_pair(policy, draw, f"{item_id} ({category})", fallback)
+            relations[pair.relation] += 1
             yield Item(f"{item_id}_{category}", wav, pair, speech.files[k % len(speech)].name,
-                       {"category": category}, {})
+                       {"category": category}, {}, xcorr)
 
     rows_by_snr = render(out, progress_bar(items(), count, progress, "esc50"), snrs)
     notes = {"reference": reference, "noise_clips": len(pool), "skipped_speech": sum(speech.skipped.values())
-             + len(skipped), "skipped_noise": sum(pool.skipped.values())}
+             + len(skipped), "skipped_noise": sum(pool.skipped.values()), **policy_notes(policy)}
+    other_clip = relations["same_class_other_recording"]
     if reference == "same_clip":
-        notes["same_clip_fallbacks"] = fallbacks
-    elif fallbacks:
-        notes["same_clip_references_single_clip_category"] = fallbacks
+        notes["same_clip_fallbacks"] = other_clip  # same clip too short or only near-copies: another clip
+    elif sum(relations.values()) - other_clip:
+        notes["same_clip_references_single_clip_category"] = sum(relations.values()) - other_clip
     return finish(out, "esc50", params, rows_by_snr, SNR_SET_COLUMNS, "category", notes)
 
 

@@ -45,25 +45,6 @@ def loop_to_length(wav: torch.Tensor, length: int) -> torch.Tensor:
     return wav.repeat(reps)[..., :length]
 
 
-def stretch_outside(noise: torch.Tensor, avoid_start: int, avoid_len: int, ref_len: int,
-                    rng: np.random.Generator | None) -> torch.Tensor:
-    """A `ref_len` stretch of `noise` that does not overlap [avoid_start, avoid_start + avoid_len).
-
-    When neither side of the avoided region is long enough, the longer side is looped; when nothing lies
-    outside it (the crop covers the whole recording), the stretch falls back to the whole recording.
-    """
-    before, after = noise[:avoid_start], noise[avoid_start + avoid_len:]
-    candidates = [s for s in (before, after) if s.shape[-1] >= ref_len]
-    if candidates:
-        side = candidates[int(rng.integers(len(candidates)))] if rng is not None else candidates[-1]
-        start = crop_start(side.shape[-1], ref_len, rng)
-        return side[start:start + ref_len]
-    side = max((before, after), key=lambda s: s.shape[-1])
-    if side.shape[-1] < ref_len // 4:
-        side = noise
-    return loop_to_length(side, ref_len)
-
-
 def make_example(clean: torch.Tensor, noisy: torch.Tensor, reference: torch.Tensor, spec: Spectrogram,
                  eps: float = 1e-8) -> dict:
     """Peak-normalise all three waveforms by the noisy peak and turn them into SGMSE+ spectrograms."""

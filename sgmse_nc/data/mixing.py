@@ -7,7 +7,10 @@ example is scaled down as a whole when a peak would exceed 0.99 (no clipping, SN
 
 The reference is another stretch of the same noise recording (`reference: same_recording`, disjoint from
 the mixed stretch when the recording is long enough) or a stretch of another clip of the same class
-(`same_class`), scaled by the same SNR gain as the noise. It is never the mixed stretch.
+(`same_class`), scaled by the same SNR gain as the noise. It is never the mixed stretch, and the reference policy
+(sgmse_nc.data.honesty) rejects near-copies (looped or repeated events): another stretch is drawn, then a
+stretch of another recording of the class; an example with no honest reference is an error or gets the null
+condition (`on_failure`), counted in the batch (`ref_rejected_copy`, `ref_null`).
 
 Training (`train: true`) draws everything from `example.train_rng()` (different per worker and epoch,
 reproducible from the run seed); valid/test draw from a generator seeded by (seed, index), so the same
@@ -26,9 +29,11 @@ from torch.utils.data import Dataset
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, rms
 from sgmse_nc.data.augment import NoiseAugment
 from sgmse_nc.data.example import fit_length, make_example, train_rng
+from sgmse_nc.data.honesty import DEFAULT_THRESHOLD, ReferencePolicy, pair_candidates
 from sgmse_nc.data.levels import SILENT_RMS, mix_at_snr
 from sgmse_nc.data.manifest import speech_id
 from sgmse_nc.data.noise_pool import AudioPool, PoolSource
+from sgmse_nc.data.references import STRETCHES
 from sgmse_nc.spec import Spectrogram
 
 def build_pools(noise_dirs, sample_rate: int = SAMPLE_RATE) -> tuple[list[AudioPool], list[float]]:
@@ -61,7 +66,8 @@ class MixingDataset(Dataset):
                  snr_range: tuple[float, float] = (-5.0, 15.0), reference: str = "same_recording",
                  augment: NoiseAugment | Mapping | None = None, length: int | None = None, train: bool = False,
                  seed: int = 0, num_frames: int | None = 256, ref_seconds: float = 0.25,
-                 sample_rate: int = SAMPLE_RATE, min_speech_seconds: float = 0.5, snr_over_active: bool = True):
+                 sample_rate: int = SAMPLE_RATE, min_speech_seconds: float = 0.5, snr_over_active: bool = True,
+                 xcorr_threshold: float = DEFAULT_THRESHOLD, on_failure: str = "error"):
         self.spec = spec or Spectrogram()
         self.sample_rate, self.train, self.seed, self.num_frames = sample_rate, train, seed, num_frames
         self.snr_range = (float(snr_range[0]), float(snr_range[1]))
@@ -72,6 +78,11 @@ class MixingDataset(Dataset):
         self.speech = AudioPool(speech_dir, sample_rate, min_seconds=min_speech_seconds, name=Path(speech_dir).name)
         pools, weights = build_pools(noise_dirs, sample_rate)
         self.noise = PoolSource(pools, weights, reference)
+        # When no stretch of the noise's own recording is honest: another recording of the class.
+        labelled = all(pool.by_label for pool in pools)
+        self.other_recording = PoolSource(pools, weights, "same_class") if reference == "same_recording" and labelled \
+            else None
+        self.policy = ReferencePolicy(xcorr_threshold, on_failure)
         if isinstance(augment, Mapping):
             augment = NoiseAugment(**{**dict(augment), "sample_rate": sample_rate})
         self.augment = augment
@@ -105,9 +116,20 @@ class MixingDataset(Dataset):
         source = self.noise
         if self.augment is not None:
             source = self.augment.source(self.noise, rng, self.speech, exclude=i)
-        pair = source.draw(clean.shape[-1], self.ref_len, rng)
+        length = clean.shape[-1]
+        drawn = []
+
+        def draw(source=source):
+            drawn.append(source.draw(length, self.ref_len, rng))
+            return drawn[-1]
+        fallback = None if self.other_recording is None else lambda: draw(self.other_recording)
+        choice = self.policy.choose(None, pair_candidates(draw, STRETCHES, fallback), self.ref_len,
+                                    f"example {index} (speech {self.speech.files[i].path})",
+                                    fix="Use longer noise recordings, more recordings per class (reference: same_class)")
+        pair = choice.payload if choice.payload is not None else drawn[-1]
         snr = float(rng.uniform(*self.snr_range))
-        mix = mix_at_snr(clean, pair.noise, pair.reference, snr, self.sample_rate, self.snr_over_active)
+        mix = mix_at_snr(clean, pair.noise, choice.reference, snr, self.sample_rate, self.snr_over_active)
         example = make_example(mix.clean, mix.noisy, mix.reference, self.spec)
+        example.update(choice.batch_fields())
         example["id"] = f"{speech_id(self.speech.files[i].name)}_{index:06d}"
         return example

@@ -249,6 +249,7 @@ class NoisePair:
     reference_file: str = ""
     reference_offset: str = ""
     overlapping: bool = False  # the reference shares samples with the noise (recording too short)
+    relation: str = ""  # how the reference relates to the noise (manifests' reference_relation)
     info: dict = field(default_factory=dict)  # what augmentations chose (mixing weight, speed factor, ...)
 
 
@@ -317,7 +318,7 @@ class PoolSource:
             reference = match_active_rms(pool.read_looped(j, ref_start, ref_length), noise, pool.sample_rate,
                                          pool.threshold_db)
             return NoisePair(noise, reference, label, pool.files[i].name, str(start), pool.files[j].name,
-                             str(ref_start))
+                             str(ref_start), relation="same_class_other_recording")
         start, ref_start, ref_region, overlapping = self._same_recording(a, b, length, ref_length, rng)
         noise = pool.read_looped(i, start, length)
         reference = pool.read_looped(i, ref_start, ref_length, ref_region)
@@ -327,8 +328,9 @@ class PoolSource:
                 log.warning("noise %s (%d samples active) is too short for a reference outside the mixed "
                             "stretch; such references overlap the noise (counted in `overlapping_references`). "
                             "Use longer recordings or reference: same_class.", pool.files[i].path, b - a)
+        relation = "same_recording_overlapping" if overlapping else "same_recording_disjoint"
         return NoisePair(noise, reference, label, pool.files[i].name, str(start), pool.files[i].name,
-                         str(ref_start), overlapping=overlapping)
+                         str(ref_start), overlapping=overlapping, relation=relation)
 
     @staticmethod
     def _same_recording(a: int, b: int, length: int, ref_length: int, rng: np.random.Generator):

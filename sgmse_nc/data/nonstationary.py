@@ -17,9 +17,10 @@ from sgmse_nc.audio import SAMPLE_RATE, rms
 from sgmse_nc.data.augment import ConcatSource, EventSource, SyntheticSource, VaryingGainSource
 from sgmse_nc.data.errors import BuildError
 from sgmse_nc.data.noise_pool import AudioPool, NoisePair, PoolSource
+from sgmse_nc.data.honesty import ReferencePolicy
 from sgmse_nc.data.snr_sets import (FORMAT_VERSION, SNR_SET_COLUMNS, Item, add_snr_set_arguments, balanced,
-                                    canonical, claim_output, finish, format_summary, progress_bar, render,
-                                    speech_items, speech_pool)
+                                    canonical, claim_output, finish, format_summary, honest_pair, policy_notes,
+                                    progress_bar, render, speech_items, speech_pool)
 from sgmse_nc.data.synthetic import NOISES
 
 COLUMNS = ("id", "kind") + SNR_SET_COLUMNS[1:] + ("detail",)
@@ -117,18 +118,21 @@ def build_nonstationary(clean, out, noise_dirs=(), noise_labels: str | None = "s
     maker = NonStationary(types, int(round(crossfade_seconds * SAMPLE_RATE)))
     count = num_items or len(speech)
     plan = balanced(kinds, count, seed)
-    skipped = Counter()
+    skipped, policy = Counter(), ReferencePolicy()
 
     def items():
         for k, item_id, wav, rng in speech_items(speech, count, seed, skipped):
-            pair, detail = maker.draw(plan[k], wav.shape[-1], ref_len, rng)
+            def draw():
+                pair, detail = maker.draw(plan[k], wav.shape[-1], ref_len, rng)
+                pair.info["detail"] = detail
+                return pair
+            pair, xcorr = honest_pair(policy, draw, f"{item_id} ({plan[k]})", fallback=draw)
             yield Item(f"{item_id}_{plan[k]}", wav, pair, speech.files[k % len(speech)].name,
-                       {"kind": plan[k], "category": pair.category}, {"detail": detail})
+                       {"kind": plan[k], "category": pair.category}, {"detail": pair.info["detail"]}, xcorr)
 
     rows_by_snr = render(out, progress_bar(items(), count, progress, "nonstationary"), snrs)
-    overlapping = sum(s.overlapping_references for s in types.values() if isinstance(s, PoolSource))
     notes = {"noise_types": len(types), "skipped_speech": sum(speech.skipped.values()) + len(skipped),
-             "skipped_noise": sum(sum(p.skipped.values()) for p in pools), "overlapping_references": overlapping}
+             "skipped_noise": sum(sum(p.skipped.values()) for p in pools), **policy_notes(policy)}
     summary = finish(out, "nonstationary", params, rows_by_snr, COLUMNS, "kind", notes)
     return summary
 

@@ -1,10 +1,10 @@
 """VoiceBank-DEMAND-layout dataset: `<root>/<subset>/{clean,noisy}/*.wav` with the same file names.
 
-The noise reference is a stretch of `ref_seconds` chosen by the `reference` strategy (sgmse_nc.data.references):
-`same_utterance` (default: `noisy − clean` outside the training crop when the utterance is long enough),
-`same_noise_type` (`noisy − clean` of another utterance with the same manifest label) or `file` (a noise-only
-file of the same name in `ref_dir`). Training draws crops and stretches at random (from torch's RNG, which
-Lightning seeds and DataLoader workers split); valid/test are deterministic (`seed` + item index).
+The noise reference is a stretch of `ref_seconds` chosen by the `reference` strategy (sgmse_nc.data.references:
+noise_ref_dir by default, same_noise_type, from_noisy_pauses, none, oracle_same_utterance) and checked by the
+reference policy (sgmse_nc.data.honesty): never overlapping, never a near-copy of the mixed noise.
+Training draws crops and stretches at random (from torch's RNG, which Lightning seeds and DataLoader workers
+split); valid/test are deterministic (`seed` + item index).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, list_audio, read_audio
 from sgmse_nc.data.example import crop_start, fit_length, make_example, train_rng
+from sgmse_nc.data.honesty import DEFAULT_THRESHOLD, Choice, ReferencePolicy
 from sgmse_nc.data.references import build_reference
 from sgmse_nc.spec import Spectrogram
 
@@ -46,16 +47,20 @@ def match_pairs(clean_dir: Path, noisy_dir: Path) -> list[tuple[Path, Path]]:
 
 
 class PairedFolderDataset(Dataset):
-    """reference: same_utterance | same_noise_type | file (see sgmse_nc.data.references).
+    """reference: noise_ref_dir | same_noise_type | from_noisy_pauses | none | oracle_same_utterance (see
+    sgmse_nc.data.references); every reference passes the policy of sgmse_nc.data.honesty.
     manifest: labels for same_noise_type (default `<root>/<subset>/manifest.csv`, column `label_column`).
-    ref_dir: noise-only files for `file` (default `<root>/<subset>/noise_ref`).
-    seed: fixes the evaluation choices of same_noise_type / file (item i draws from default_rng((seed, i))).
+    ref_dir: noise-only files for noise_ref_dir (default `<root>/<subset>/noise_ref`).
+    seed: fixes the evaluation choices (item i draws from default_rng((seed, i))).
+    xcorr_threshold / on_failure: the reference policy (near-copy threshold; "error" or "null" when an
+        example has no honest reference).
     """
 
     def __init__(self, root, subset: str, spec: Spectrogram | None = None, num_frames: int | None = 256,
                  ref_seconds: float = 0.25, train: bool = False, sample_rate: int = SAMPLE_RATE,
-                 max_files: int | None = None, reference: str = "same_utterance", manifest=None, ref_dir=None,
-                 seed: int = 0, label_column: str = "noise_type"):
+                 max_files: int | None = None, reference: str = "noise_ref_dir", manifest=None, ref_dir=None,
+                 seed: int = 0, label_column: str = "noise_type", xcorr_threshold: float = DEFAULT_THRESHOLD,
+                 on_failure: str = "error"):
         self.root, self.subset = Path(root), subset
         self.spec = spec or Spectrogram()
         self.num_frames, self.train, self.sample_rate = num_frames, train, sample_rate
@@ -63,11 +68,13 @@ class PairedFolderDataset(Dataset):
         self.pairs = match_pairs(self.root / subset / "clean", self.root / subset / "noisy")
         if max_files:
             self.pairs = self.pairs[:max_files]
+        self.reference_name = reference
         self.ref_strategy = build_reference(
             reference, [self.file_id(i) for i in range(len(self.pairs))], self.ref_len, self.load_noise,
             manifest=manifest or self.root / subset / "manifest.csv",
             ref_dir=ref_dir or self.root / subset / "noise_ref",
             sample_rate=sample_rate, seed=seed, label_column=label_column)
+        self.policy = ReferencePolicy(xcorr_threshold, on_failure)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -88,10 +95,14 @@ class PairedFolderDataset(Dataset):
         clean, noisy = self.load_pair(index)
         return noisy - clean
 
-    def reference(self, index: int, noise: torch.Tensor, start: int, length: int,
-                  rng: np.random.Generator | None) -> torch.Tensor:
-        """The noise reference for item `index` (rng None in evaluation); subclasses may override."""
-        return self.ref_strategy(index, noise, start, length, rng)
+    def reference(self, index: int, noisy: torch.Tensor, clean: torch.Tensor, start: int, length: int,
+                  rng: np.random.Generator | None) -> Choice:
+        """The honest noise reference of item `index` for the crop [start, start + length) (rng None in
+        evaluation): the first candidate of the strategy that the policy accepts."""
+        noise = (noisy - clean)[start:start + length]
+        candidates = self.ref_strategy(index, noisy, clean, start, length, rng)
+        return self.policy.choose(noise, candidates, self.ref_len, f"{self.pairs[index][1]} ({self.reference_name})",
+                                  fix="Use another `reference` strategy (e.g. noise_ref_dir), longer recordings")
 
     def __getitem__(self, index: int) -> dict:
         clean, noisy = self.load_pair(index)
@@ -101,9 +112,10 @@ class PairedFolderDataset(Dataset):
         else:
             length = self.spec.num_samples(self.num_frames)
             start = crop_start(clean.shape[-1], length, rng)
-        reference = self.reference(index, noisy - clean, start, length, rng)
+        choice = self.reference(index, noisy, clean, start, length, rng)
         clean = fit_length(clean[start:start + length], length)
         noisy = fit_length(noisy[start:start + length], length)
-        example = make_example(clean, noisy, reference, self.spec)
+        example = make_example(clean, noisy, choice.reference, self.spec)
+        example.update(choice.batch_fields())
         example["id"] = self.file_id(index)
         return example

@@ -8,11 +8,15 @@ changes within the utterance (non-stationary).
 
 Both write, for every SNR k, `<out>/snr_<k>/{clean,noisy,noise_ref}/<id>.wav` (16 kHz, PCM 16) and
 `<out>/snr_<k>/manifest.csv`; each `snr_<k>` folder is a paired subset (PairedFolderDataset(root=<out>,
-subset="snr_5")) whose `noise_ref/` serves the `file` reference strategy. An utterance gets the same noise
-and reference at every SNR; only the gain differs. Manifest columns: id, (kind), category, snr,
-speech_file, noise_file, noise_offset, reference_file, reference_offset (offsets in samples at 16 kHz
-inside the source file; composite noises join their parts with ';'), achieved_snr (dB: speech power over
-the power of the ACTIVE noise frames, measured after level handling), (detail).
+subset="snr_5")) whose `noise_ref/` serves the `noise_ref_dir` reference strategy. An utterance gets the same
+noise and reference at every SNR; only the gain differs. Every reference passes the reference policy
+(sgmse_nc.data.honesty: no overlap with the mixed noise, no near-copy of it; rejected candidates are redrawn
+and counted in DONE.json). Manifest columns: id, (kind), category, snr, speech_file, noise_file,
+noise_offset, reference_file, reference_offset (offsets in samples at 16 kHz inside the source file;
+composite noises join their parts with ';'), reference_relation (e.g. same_recording_disjoint,
+same_class_other_recording, independent_draw), reference_max_xcorr (whitened max normalised
+cross-correlation with the mixed noise), achieved_snr (dB: speech power over the power of the ACTIVE noise
+frames, measured after level handling), (detail).
 
 Builds are deterministic for a seed (every item draws from a generator seeded by (seed, item)), atomic
 (each file is written to a temporary name, then renamed), resumable (`PARAMS.json` while running;
@@ -27,7 +31,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -35,17 +39,19 @@ from tqdm import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, rms, write_audio
 from sgmse_nc.data.errors import BuildError
+from sgmse_nc.data.honesty import ReferencePolicy, pair_candidates
 from sgmse_nc.data.levels import SILENT_RMS, mix_at_snr
 from sgmse_nc.data.manifest import speech_id, write_manifest
 from sgmse_nc.data.noise_pool import AudioPool, NoisePair
+from sgmse_nc.data.references import STRETCHES
 from sgmse_nc.io import refuse_other_params, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 PARAMS_FILE, DONE_FILE = "PARAMS.json", "DONE.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: references pass the reference policy; manifests record relation and max xcorr
 SNR_SET_COLUMNS = ("id", "category", "snr", "speech_file", "noise_file", "noise_offset", "reference_file",
-                   "reference_offset", "achieved_snr")
+                   "reference_offset", "reference_relation", "reference_max_xcorr", "achieved_snr")
 
 
 # ------------------------------------------------------------------------------------- output folder
@@ -94,6 +100,22 @@ class Item:
     speech_file: str
     labels: dict  # manifest columns before "snr" (kind, category)
     extra: dict  # manifest columns after "achieved_snr" (detail)
+    xcorr: float  # the reference's measured similarity to the mixed noise (sgmse_nc.data.honesty)
+
+
+def honest_pair(policy: ReferencePolicy, draw: Callable[[], NoisePair], what: str,
+                fallback: Callable[[], NoisePair] | None = None) -> tuple[NoisePair, float]:
+    """The first drawn pair whose reference passes the policy (another stretch, then `fallback`: another
+    recording of the class), and its measured similarity; a BuildError-like HonestyError when none does."""
+    choice = policy.choose(None, pair_candidates(draw, STRETCHES, fallback), 0, what,
+                           fix="Give longer noise clips or more clips per class (--reference other_clip)")
+    return choice.payload, choice.xcorr
+
+
+def policy_notes(policy: ReferencePolicy) -> dict:
+    """What the summary (DONE.json) says about the references: candidates rejected, and why."""
+    return {"references_rejected_overlap": policy.counts["rejected_overlap"],
+            "references_rejected_near_copy": policy.counts["rejected_copy"]}
 
 
 def render(out: Path, items: Iterable[Item], snrs: list[float],
@@ -118,6 +140,7 @@ def render(out: Path, items: Iterable[Item], snrs: list[float],
             rows[snr].append({"id": item.id, **item.labels, "snr": float(snr), "speech_file": item.speech_file,
                               "noise_file": p.noise_file, "noise_offset": p.noise_offset,
                               "reference_file": p.reference_file, "reference_offset": p.reference_offset,
+                              "reference_relation": p.relation, "reference_max_xcorr": item.xcorr,
                               "achieved_snr": round(mix.achieved_snr, 3) + 0.0, **item.extra})  # + 0.0: no "-0"
     return rows
 

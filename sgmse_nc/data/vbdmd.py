@@ -3,7 +3,8 @@ framework layout (sgmse_nc.data.corpus):
 
     python -m sgmse_nc.data.prepare vbdmd --src <official VoiceBank-DEMAND download> --dst <root> [--jobs 4]
 
-writes `<root>/{train,valid,test}/{clean,noisy}/<id>.wav` + manifest.csv (id, speaker, noise_type, snr).
+writes `<root>/{train,valid,test}/{clean,noisy}/<id>.wav` + manifest.csv (id, speaker, noise_type, snr), and
+`<root>/{valid,test}/noise_ref/<id>.wav`: honest, deployable noise references (see NoiseReferences).
 """
 from __future__ import annotations
 
@@ -11,12 +12,18 @@ import argparse
 import os
 from pathlib import Path
 
-from sgmse_nc.audio import SAMPLE_RATE, list_audio
+import numpy as np
+
+from sgmse_nc.audio import SAMPLE_RATE, list_audio, read_audio, write_audio
 from sgmse_nc.data.corpus import PairJob, add_corpus_arguments, format_summary, prepare_pairs
 from sgmse_nc.data.errors import PrepareError
+from sgmse_nc.data.honesty import DEFAULT_THRESHOLD, Candidate, ReferencePolicy
+from sgmse_nc.data.manifest import read_manifest
 from sgmse_nc.data.paired import mismatch_message
 
 VBDMD_COLUMNS = ("id", "speaker", "noise_type", "snr")
+REFERENCE_COLUMNS = ("reference_file", "reference_offset", "reference_relation", "reference_max_xcorr")
+NOISE_REF_SUBSETS = ("valid", "test")
 VBDMD_COUNTED = {"speakers": "speaker", "noise_types": "noise_type", "snrs": "snr"}  # summary key: column
 VBDMD_FOLDERS = {  # (subset of the release, kind) -> official folder name
     ("train", "clean"): "clean_trainset_28spk_wav",
@@ -164,9 +171,61 @@ def prepare_vbdmd(src, dst, valid_speakers=VBDMD_VALID_SPEAKERS, sample_rate: in
         raise PrepareError(f"--dst {dst} would hold the source {src}; choose a separate folder "
                            f"(inputs are never overwritten).")
     jobs, notes = vbdmd_jobs(src, tuple(valid_speakers))
-    options = {"sample_rate": sample_rate, "valid_speakers": sorted(valid_speakers), "min_seconds": min_seconds}
+    options = {"sample_rate": sample_rate, "valid_speakers": sorted(valid_speakers), "min_seconds": min_seconds,
+               "noise_ref": {"subsets": list(NOISE_REF_SUBSETS), "relation": "other_utterance_same_label",
+                             "xcorr_threshold": DEFAULT_THRESHOLD}}
+    extra = {f"{job.subset}/noise_ref/{job.id}.wav" for job in jobs if job.subset in NOISE_REF_SUBSETS}
     return prepare_pairs("vbdmd", jobs, dst, options, VBDMD_COLUMNS, sample_rate, min_seconds, workers,
-                         progress, source=str(src), notes=notes, counted=VBDMD_COUNTED)
+                         progress, source=str(src), notes=notes, counted=VBDMD_COUNTED, extra_files=extra,
+                         finish_subset=NoiseReferences(jobs, sample_rate))
+
+
+class NoiseReferences:
+    """Writes `<subset>/noise_ref/<id>.wav` for the valid and test subsets: the noise (noisy − clean) of
+    ANOTHER utterance with the same noise label (of the same subset first, then of the others), the first in
+    a seeded order that passes the reference policy, so `reference: noise_ref_dir` validates and tests
+    honestly and the official test set can be enhanced with references at once. Its manifest rows get
+    reference_file (`<subset>/<id>` of the utterance), reference_offset, reference_relation and
+    reference_max_xcorr. A rerun keeps the files and rows already written."""
+
+    def __init__(self, jobs: list[PairJob], sample_rate: int, seed: int = 0):
+        self.sample_rate, self.seed = sample_rate, seed
+        self.by_label: dict[str, list[PairJob]] = {}
+        for job in jobs:
+            self.by_label.setdefault(job.labels["noise_type"], []).append(job)
+        self.policy = ReferencePolicy(on_failure="error")
+
+    def noise(self, dst: Path, subset: str, utt: str):
+        clean, noisy = (read_audio(dst / subset / kind / f"{utt}.wav", self.sample_rate) for kind in ("clean", "noisy"))
+        return noisy - clean
+
+    def partners(self, dst: Path, subset: str, row: dict, index: int):
+        rng = np.random.default_rng([self.seed, NOISE_REF_SUBSETS.index(subset), index])
+        others = [job for job in self.by_label[row["noise_type"]] if job.id != row["id"]
+                  and (dst / job.subset / "noisy" / f"{job.id}.wav").is_file()]  # skipped pairs have no files
+        order = rng.permutation(len(others)) if others else []
+        for job in sorted((others[int(k)] for k in order), key=lambda job: job.subset != subset):  # stable sort
+            yield Candidate(self.noise(dst, job.subset, job.id), f"{job.subset}/{job.id}", "0",
+                            "other_utterance_same_label")
+
+    def __call__(self, dst: Path, subset: str, rows: list[dict]) -> list[dict]:
+        if subset not in NOISE_REF_SUBSETS:
+            return rows
+        manifest = dst / subset / "manifest.csv"
+        before = {r["id"]: r for r in read_manifest(manifest)} if manifest.is_file() else {}
+        out = []
+        for index, row in enumerate(rows):
+            target = dst / subset / "noise_ref" / f"{row['id']}.wav"
+            old = before.get(row["id"], {})
+            if target.is_file() and old.get("reference_relation"):
+                out.append({**row, **{key: old[key] for key in REFERENCE_COLUMNS}})
+                continue
+            choice = self.policy.choose(self.noise(dst, subset, row["id"]), self.partners(dst, subset, row, index),
+                                        0, f"{subset}/{row['id']} (noise type {row['noise_type']!r})",
+                                        fix="The release needs at least two utterances per noise label")
+            write_audio(target, choice.reference, self.sample_rate)
+            out.append({**row, **choice.manifest_fields()})
+        return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
