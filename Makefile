@@ -31,8 +31,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -m slow
 
 bench: setup
-	$(BIN)/python bench/model_size.py
-	$(BIN)/python bench/enhance_rtf.py
+	$(BIN)/python bench/run.py
 
 clean-demo:
 	rm -rf $(RUN)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sgmse_nc.audio import SAMPLE_RATE, AudioError
+from sgmse_nc.audio import SAMPLE_RATE
+from sgmse_nc.cli import ArgumentParser, run_main
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--enhanced", required=True, nargs="+", metavar="[NAME=]DIR",
                         help="folder of enhanced wavs; several (name=DIR ...) give one comparison table")
     parser.add_argument("--clean", required=True, help="folder of clean references (same relative paths)")
@@ -55,32 +56,33 @@ def named_folders(items: list[str]) -> dict:
 
 
 def main(argv=None) -> int:
+    """The exit status; a problem the user can fix is one `error: ...` line and status 2 (sgmse_nc.cli)."""
+    return run_main(_run, argv)
+
+
+def _run(argv=None) -> int:
     args = parse_args(argv)
     from sgmse_nc.evaluation import evaluate_folders  # after parsing: --help stays fast
 
     metrics = ["pesq" if args.pesq_mode == "wb" else "pesq_nb"] + ([] if args.no_estoi else ["estoi"]) + ["si_sdr"]
     group_by = [g.strip() for g in args.group_by.split(",") if g.strip()]
-    try:
-        if len(args.enhanced) > 1 or "=" in args.enhanced[0]:
-            from sgmse_nc.comparison import compare_folders
+    if len(args.enhanced) > 1 or "=" in args.enhanced[0]:
+        from sgmse_nc.comparison import compare_folders
 
-            result = compare_folders(named_folders(args.enhanced), args.clean, noisy_dir=args.noisy,
-                                     out_dir=args.out, manifest=args.manifest, group_by=group_by,
-                                     metrics=metrics, num_workers=args.workers, allow_missing=args.allow_missing,
-                                     sample_rate=args.sample_rate)
-            failed = [s["labels"]["system"] for s in result["systems"] if s["error"]]
-            if failed:
-                print(f"error: {len(failed)} folder(s) could not be evaluated ({', '.join(failed)}); their rows "
-                      f"are marked FAILED with the reason in {args.out}/comparison.md", file=sys.stderr)
-                return 1
-            return 0
-        evaluate_folders(args.enhanced[0], args.clean, noisy_dir=args.noisy, out_dir=args.out,
-                         manifest=args.manifest, group_by=group_by,
-                         num_workers=args.workers, metrics=metrics, sample_rate=args.sample_rate,
-                         allow_missing=args.allow_missing, plot=not args.no_plot)
-    except AudioError as err:  # user-caused: the message names the file and the fix
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        result = compare_folders(named_folders(args.enhanced), args.clean, noisy_dir=args.noisy,
+                                 out_dir=args.out, manifest=args.manifest, group_by=group_by,
+                                 metrics=metrics, num_workers=args.workers, allow_missing=args.allow_missing,
+                                 sample_rate=args.sample_rate)
+        failed = [s["labels"]["system"] for s in result["systems"] if s["error"]]
+        if failed:
+            print(f"error: {len(failed)} folder(s) could not be evaluated ({', '.join(failed)}); their rows "
+                  f"are marked FAILED with the reason in {args.out}/comparison.md", file=sys.stderr)
+            return 1
+        return 0
+    evaluate_folders(args.enhanced[0], args.clean, noisy_dir=args.noisy, out_dir=args.out,
+                     manifest=args.manifest, group_by=group_by,
+                     num_workers=args.workers, metrics=metrics, sample_rate=args.sample_rate,
+                     allow_missing=args.allow_missing, plot=not args.no_plot)
     return 0
 
 

@@ -4,6 +4,8 @@
     python train.py experiment=nc_baseline             # one experiment (scale=poc|paper)
     python train.py -m experiment=cfg_p0.1,cfg_p0.2    # a sweep
 """
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -12,7 +14,15 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> float | None:
     from sgmse_nc.training import train
 
-    metrics = train(cfg)
+    from sgmse_nc.cli import report
+
+    try:
+        metrics = train(cfg)
+    except Exception as err:  # a problem the user can fix (bad data, config): one `error:` line, status 2
+        status = report(err)
+        if status is None:
+            raise
+        sys.exit(status)
     return metrics.get("valid_loss")
 
 

@@ -12,13 +12,14 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from sgmse_nc.errors import UserError
 from sgmse_nc.io import atomic_path
 
 SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".flac")
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """A user-facing problem with an audio file; the message names the file and the fix."""
 
 
@@ -28,7 +29,8 @@ def read_audio(path, sample_rate: int | None = SAMPLE_RATE, resample: bool = Fal
 
     sample_rate: the rate the caller needs (None: keep the file's). A file at another rate is
         resampled when `resample` is True, else refused with a message naming the fix.
-    mono: "error" refuses multi-channel files, "mean" averages the channels, "first" keeps channel 0.
+    mono: "error" refuses multi-channel files, "mean" averages the channels, "first" keeps channel 0,
+        "all" keeps every channel and returns [channels, T].
     """
     path = Path(path)
     if not path.is_file():
@@ -42,21 +44,21 @@ def read_audio(path, sample_rate: int | None = SAMPLE_RATE, resample: bool = Fal
             data = data.mean(axis=1, keepdims=True)
         elif mono == "first":
             data = data[:, :1]
-        else:
+        elif mono != "all":
             raise AudioError(f"{path}: has {data.shape[1]} channels, mono is expected. "
                              f"Convert it, e.g. `sox in.wav -c 1 out.wav`.")
-    wav = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
+    wav = torch.from_numpy(np.ascontiguousarray(data.T))
     if sample_rate is not None and sr != sample_rate:
         if not resample:
             raise AudioError(f"{path}: sample rate {sr} Hz, {sample_rate} Hz is expected. Resample it "
-                             f"(e.g. `sox in.wav -r {sample_rate} out.wav`) or enable resampling.")
+                             f"(e.g. `sox in.wav -r {sample_rate} out.wav`).")
         wav = resample_audio(wav, sr, sample_rate)
-    if wav.numel() < min_samples:
-        raise AudioError(f"{path}: {wav.numel()} samples, at least {min_samples} are needed. "
+    if wav.shape[-1] < min_samples:
+        raise AudioError(f"{path}: {wav.shape[-1]} samples, at least {min_samples} are needed. "
                          f"Remove the file or use a longer recording.")
     if not torch.isfinite(wav).all():
         raise AudioError(f"{path}: contains NaN or Inf samples. Replace the file.")
-    return wav
+    return wav if mono == "all" else wav[0]
 
 
 def audio_info(path) -> sf._SoundFileInfo:
@@ -72,7 +74,8 @@ def write_audio(path, wav, sample_rate: int = SAMPLE_RATE, subtype: str = "PCM_1
     path = Path(path)
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().cpu().float().numpy()
-    wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+    wav = np.asarray(wav, dtype=np.float32)
+    wav = wav.reshape(-1) if wav.ndim < 2 or wav.shape[0] == 1 else wav.T  # [channels, T] -> soundfile's [T, C]
     if subtype.startswith("PCM"):
         wav = np.clip(wav, -1.0, 1.0)
     with atomic_path(path) as tmp:

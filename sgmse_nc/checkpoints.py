@@ -18,10 +18,12 @@ from pathlib import Path
 
 import torch
 
+from sgmse_nc.errors import UserError
+
 DNN_PREFIX = "dnn."
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be used; the message names the file and the fix."""
 
 

@@ -1,32 +1,72 @@
 """Enhancement as a library: waveforms in, waveforms out; batching across files, chunking of long files.
 
-Each file is normalised by its own noisy peak (the SGMSE+ convention); its reference by the same factor.
-References are encoded once per file; long files are cut into overlapping chunks that are enhanced as batch
-items (all with their file's condition) and overlap-added back with linear cross-fades.
+Each file (or channel) is normalised by its own noisy peak (the SGMSE+ convention); its reference by the
+same factor. References are encoded once per file; files longer than `chunk_seconds` are cut into
+overlapping chunks that are enhanced as batch items (all with their file's condition) and overlap-added
+back with linear cross-fades, so peak memory does not grow with the file length.
+
+Reproducibility: every chunk draws its noise from its own generator, seeded from the seed and the file's
+name (never its position in a to-do list), and is batched only with chunks of the same padded length. The
+batches are planned over all inputs, whatever is already done, so a resumed run computes exactly what an
+uninterrupted one does. (Another batch size gives the same noise; batched float kernels may then differ
+in the last bits.)
 """
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, list_audio, read_audio, resample_audio, write_audio
+from sgmse_nc.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, list_audio, read_audio, resample_audio, rms, write_audio
+from sgmse_nc.checks import Header, Problem, Requirements, check_audio_files, problems_message
 from sgmse_nc.condition import stack_conditions
+from sgmse_nc.errors import Interrupted, UserError
 from sgmse_nc.io import refuse_other_params, remove_leftovers, write_json
-from sgmse_nc.model import ScoreModel
 from sgmse_nc.spec import peak_normalise
+
+if TYPE_CHECKING:
+    from sgmse_nc.model import ScoreModel  # imported when a model is loaded: checks and errors stay fast
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CHUNK_SECONDS = 20.0  # longer files are enhanced in chunks (0: whole files, memory grows with length)
+MIN_CHUNK_SECONDS = 0.5  # the STFT needs n_fft samples and the U-Net 64-frame blocks (0.51 s): shorter is padding
+OVERLAP_SECONDS = 0.5
+MIN_INPUT_SAMPLES = 510  # one STFT window (n_fft) at 16 kHz
+SILENT_REFERENCE_RMS = 1e-4  # -80 dBFS: a reference this quiet describes no noise
+CHANNEL_MODES = ("mix", "each")  # multi-channel input: down-mix to mono, or enhance each channel
 
-@dataclass
-class _Chunk:
-    file: int
-    start: int
-    stop: int
 
+# ------------------------------------------------------------------------------------------ options
+
+def check_options(batch_size: int = 1, chunk_seconds: float = 0.0, guidance_scale: float | None = None,
+                  N: int | None = None, snr: float | None = None, corrector_steps: int | None = None,
+                  channels: str | None = None, **_) -> None:
+    """Refuse option values that would run but give wrong or no output; the message names the option."""
+    def need(option, value, ok, what):
+        if not ok:
+            raise UserError(f"{option} {value}: must be {what}.")
+
+    need("--batch-size", batch_size, batch_size >= 1, "at least 1")
+    need("--chunk-seconds", chunk_seconds, math.isfinite(chunk_seconds) and
+         (chunk_seconds == 0 or chunk_seconds >= MIN_CHUNK_SECONDS),
+         f"0 (whole files) or at least {MIN_CHUNK_SECONDS} s (the STFT window and the network's 64-frame "
+         f"blocks need that much)")
+    need("--guidance", guidance_scale, guidance_scale is None or math.isfinite(guidance_scale), "a finite number")
+    need("--N", N, N is None or N >= 1, "at least 1 (reverse steps; 0 would return the prior sample)")
+    need("--snr", snr, snr is None or (math.isfinite(snr) and snr > 0), "a finite number above 0")
+    need("--corrector-steps", corrector_steps, corrector_steps is None or corrector_steps >= 0, "0 or more")
+    need("--channels", channels, channels is None or channels in CHANNEL_MODES, f"one of {CHANNEL_MODES}")
+
+
+# ------------------------------------------------------------------------------------------ in memory
 
 def chunk_bounds(length: int, chunk: int, overlap: int) -> list[tuple[int, int]]:
     """Windows of `chunk` samples with `overlap` samples shared between neighbours, covering [0, length)."""
@@ -56,150 +96,427 @@ def overlap_add(pieces: list[torch.Tensor], bounds: list[tuple[int, int]], lengt
     return out / norm
 
 
+def stream_seed(seed: int | None, name: str) -> int | None:
+    """A file's (or channel's) seed from the run's seed and its name only: stable across runs and batching."""
+    if seed is None:
+        return None
+    digest = hashlib.sha256(f"{seed}\0{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One batch item: samples [start, stop) of stream `stream`, padded to `frames` STFT frames."""
+    stream: int
+    start: int
+    stop: int
+    frames: int
+    seed: int | None
+
+
+@dataclass
+class _Plan:
+    """The batches of a set of streams (mono waveforms), fixed by their lengths and seeds alone."""
+    lengths: list[int]
+    chunk: int
+    overlap: int
+    batches: list[list[_Unit]] = field(default_factory=list)
+
+    @classmethod
+    def make(cls, lengths: list[int], seeds: list[int | None], chunk: int, overlap: int, batch_size: int,
+             hop: int, multiple: int) -> "_Plan":
+        by_frames: dict[int, list[_Unit]] = {}
+        for s, n in enumerate(lengths):
+            for a, b in chunk_bounds(n, chunk, overlap):
+                frames = -(-((b - a) // hop + 1) // multiple) * multiple
+                seed = None if seeds[s] is None else stream_seed(seeds[s], str(a))
+                by_frames.setdefault(frames, []).append(_Unit(s, a, b, frames, seed))
+        plan = cls(lengths, chunk, overlap)
+        for frames in sorted(by_frames):  # equal padding within a batch: an item never depends on its mates
+            units = by_frames[frames]
+            plan.batches += [units[i:i + batch_size] for i in range(0, len(units), batch_size)]
+        return plan
+
+    def units_of(self, stream: int) -> int:
+        return len(chunk_bounds(self.lengths[stream], self.chunk, self.overlap))
+
+    def join(self, stream: int, pieces: dict[int, torch.Tensor]) -> torch.Tensor:
+        bounds = chunk_bounds(self.lengths[stream], self.chunk, self.overlap)
+        return overlap_add([pieces[a] for a, _ in bounds], bounds, self.lengths[stream], self.overlap)
+
+
+def _chunk_samples(chunk_seconds: float, sample_rate: int, overlap_seconds: float) -> tuple[int, int]:
+    chunk = int(chunk_seconds * sample_rate)
+    return chunk, (min(int(overlap_seconds * sample_rate), chunk // 2) if chunk else 0)
+
+
+def _enhance_batch(model: ScoreModel, units: list[_Unit], wavs: list[torch.Tensor], conds: list,
+                   guidance_scale: float | None, sampler_overrides: dict) -> list[torch.Tensor]:
+    """Enhance the units of one batch; wavs[i] / conds[i]: the (normalised) stream and condition of units[i]."""
+    spec, device = model.spec, model.device
+    ys = []
+    for u, wav in zip(units, wavs):
+        y = spec.to_spec(wav[u.start:u.stop].to(device))
+        ys.append(torch.nn.functional.pad(y, (0, u.frames - y.shape[-1])))
+    generators = None
+    if all(u.seed is not None for u in units):
+        generators = [torch.Generator(device=device).manual_seed(u.seed) for u in units]
+    x_hat = model.enhance_spec(torch.stack(ys).unsqueeze(1), stack_conditions(conds),
+                               guidance_scale=guidance_scale, generator=generators, **sampler_overrides)
+    return [spec.to_wav(x[0, :, :y.shape[-1]], length=u.stop - u.start).cpu()
+            for u, x, y in zip(units, x_hat, ys)]
+
+
+def _encode_reference(model: ScoreModel, reference: torch.Tensor | None, norm: torch.Tensor):
+    """The condition of one file (a batch of one), or None (no reference: the null condition)."""
+    if reference is None or not model.conditional:
+        return None
+    r_wav = (reference / norm).to(model.device)[None]
+    return model.encode(model.spec.to_spec(r_wav).unsqueeze(1), r_wav)
+
+
 @torch.no_grad()
 def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch.Tensor | None] | None = None,
-            batch_size: int = 4, chunk_seconds: float = 0.0, overlap_seconds: float = 0.5, sample_rate: int = SAMPLE_RATE,
-            guidance_scale: float | None = None, seed: int | None = 0, **sampler_overrides
-            ) -> list[torch.Tensor]:
+            batch_size: int = 4, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+            overlap_seconds: float = OVERLAP_SECONDS, sample_rate: int = SAMPLE_RATE,
+            guidance_scale: float | None = None, seed: int | None = 0, names: list[str] | None = None,
+            **sampler_overrides) -> list[torch.Tensor]:
     """Enhance 16 kHz mono waveforms [T_i]; returns waveforms of the same lengths, on the CPU.
 
     references: per file a noise-only waveform or None (null condition → unconditional score).
-    chunk_seconds > 0 cuts longer files into chunks (bounded memory on long recordings).
+    chunk_seconds > 0 cuts longer files into chunks (bounded memory on long recordings); 0: whole files.
+    names: what seeds each file's randomness together with `seed` (default: its index).
     """
-    device = model.device
-    spec = model.spec
     references = references or [None] * len(noisy)
+    names = names or [str(i) for i in range(len(noisy))]
     norms = [peak_normalise(w)[1] for w in noisy]
+    conds = [_encode_reference(model, r, n) for r, n in zip(references, norms)]  # once per file
+    chunk, overlap = _chunk_samples(chunk_seconds, sample_rate, overlap_seconds)
+    plan = _Plan.make([w.numel() for w in noisy], [stream_seed(seed, n) for n in names], chunk, overlap,
+                      batch_size, model.spec.hop_length, model.time_multiple)
+    pieces: list[dict[int, torch.Tensor]] = [{} for _ in noisy]
+    for batch in plan.batches:
+        out = _enhance_batch(model, batch, [noisy[u.stream] / norms[u.stream] for u in batch],
+                             [conds[u.stream] for u in batch], guidance_scale, sampler_overrides)
+        for u, wav in zip(batch, out):
+            pieces[u.stream][u.start] = wav * norms[u.stream]
+    return [plan.join(s, pieces[s]) for s in range(len(noisy))]
 
-    conds: list = [None] * len(noisy)  # per file a condition of batch size one, or None
-    if model.conditional:
-        for i, ref in enumerate(references):  # once per file, before any sampling
-            if ref is not None:
-                r_wav = (ref / norms[i]).to(device)[None]
-                conds[i] = model.encode(spec.to_spec(r_wav).unsqueeze(1), r_wav)
 
-    chunk = int(chunk_seconds * sample_rate)
-    overlap = min(int(overlap_seconds * sample_rate), chunk // 2) if chunk else 0
-    chunks = [_Chunk(i, a, b) for i, w in enumerate(noisy) for a, b in chunk_bounds(w.numel(), chunk, overlap)]
-    chunks.sort(key=lambda c: c.stop - c.start)  # similar lengths share a batch: less padding
-    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+# ------------------------------------------------------------------------------------------ from disk
 
-    pieces: dict[tuple[int, int], torch.Tensor] = {}
-    for b in range(0, len(chunks), batch_size):
-        batch = chunks[b:b + batch_size]
-        longest = max(c.stop - c.start for c in batch)
-        wavs = torch.stack([torch.nn.functional.pad(noisy[c.file][c.start:c.stop] / norms[c.file],
-                                                    (0, longest - (c.stop - c.start))) for c in batch])
-        y = spec.to_spec(wavs.to(device)).unsqueeze(1)
-        cond = stack_conditions([conds[c.file] for c in batch])
-        x_hat = model.enhance_spec(y, cond, guidance_scale=guidance_scale, generator=generator, **sampler_overrides)
-        out = spec.to_wav(x_hat.squeeze(1), length=longest).cpu()
-        for c, wav in zip(batch, out):
-            pieces[(c.file, c.start)] = wav[:c.stop - c.start] * norms[c.file]
+@dataclass(frozen=True)
+class Input:
+    name: Path  # relative output name; with the seed it fixes the file's randomness
+    noisy: Path
+    reference: Path | None
 
-    results = []
-    for i, w in enumerate(noisy):
-        bounds = chunk_bounds(w.numel(), chunk, overlap)
-        results.append(overlap_add([pieces[(i, a)] for a, _ in bounds], bounds, w.numel(), overlap))
-    return results
+
+def collect_inputs(noisy, ref_dir=None) -> tuple[list[Input], Path | None]:
+    """The inputs of `--noisy`: a folder (searched recursively), one audio file, or a list file (one path per
+    line, relative to the list's folder; `#` starts a comment). Returns them and the folder scanned, if any."""
+    noisy = Path(noisy)
+    if ref_dir is not None and not Path(ref_dir).is_dir():
+        raise UserError(f"--ref-dir {ref_dir}: folder not found. Give the folder of noise-only references (same "
+                        f"names as the noisy files), or drop --ref-dir to enhance unconditionally.")
+    folder = None
+    if noisy.is_dir():
+        folder = noisy
+        files = list_audio(noisy)
+        names = [f.relative_to(noisy) for f in files]
+        if not files:
+            raise UserError(f"--noisy {noisy}: no .wav/.flac files in this folder. Point --noisy at a folder of "
+                            f"noisy recordings, an audio file, or a list file (one path per line).")
+    elif noisy.suffix.lower() in AUDIO_EXTENSIONS:
+        if not noisy.is_file():
+            raise UserError(f"--noisy {noisy}: file not found. Check the path.")
+        files, names = [noisy], [Path(noisy.name)]
+    elif noisy.is_file():
+        files = _read_list(noisy)
+        names = _common_relative(files)
+    else:
+        raise UserError(f"--noisy {noisy}: not found. Give a folder of noisy recordings, an audio file, or a list "
+                        f"file (one path per line).")
+    refs = [Path(ref_dir) / n for n in names] if ref_dir else [None] * len(files)
+    return [Input(n, f, r) for n, f, r in zip(names, files, refs)], folder
+
+
+def _read_list(path: Path) -> list[Path]:
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"--noisy {path}: neither a folder, a .wav/.flac file nor a text list of paths.") from None
+    entries = [line.split("#")[0].strip() for line in lines]
+    files = [(path.parent / e) if not Path(e).is_absolute() else Path(e) for e in entries if e]
+    if not files:
+        raise UserError(f"--noisy {path}: the list holds no paths. Write one audio path per line.")
+    bad = [str(f) for f in files if f.suffix.lower() not in AUDIO_EXTENSIONS]
+    if bad:
+        raise UserError(f"--noisy {path}: {len(bad)} entry(ies) are not .wav/.flac paths: {', '.join(bad)}. "
+                        f"Write one audio path per line.")
+    seen, duplicates = set(), []
+    for f in files:
+        key = f.resolve()
+        (duplicates.append(str(f)) if key in seen else seen.add(key))
+    if duplicates:
+        raise UserError(f"--noisy {path}: listed more than once: {', '.join(duplicates)}. Keep one line each.")
+    return files
+
+
+def _common_relative(files: list[Path]) -> list[Path]:
+    """Names relative to the listed files' common folder (unique, since the files are)."""
+    resolved = [f.resolve() for f in files]
+    root = Path(os.path.commonpath([r.parent for r in resolved]))
+    return [r.relative_to(root) for r in resolved]
+
+
+def check_out_dir(out_dir: Path, inputs: list[Input], folders: dict[str, Path | None]) -> None:
+    """--out must be a writable folder, outside the input folders (their recursive scan would take outputs
+    as inputs) and never the path of an input."""
+    out = out_dir.resolve()
+    for option, folder in folders.items():
+        if folder is not None and out.is_relative_to(Path(folder).resolve()):
+            raise UserError(f"--out {out_dir} lies inside {option} {folder}: inputs are never written to, and a "
+                            f"rerun would take the outputs as inputs. Choose an --out outside it.")
+    sources = {p.resolve() for i in inputs for p in (i.noisy, i.reference) if p is not None}
+    clash = [str(out_dir / i.name) for i in inputs if (out / i.name).resolve() in sources]
+    if clash:
+        raise UserError(f"--out {out_dir} would overwrite input file(s) {', '.join(clash)}. Choose another --out.")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"--out {out_dir}: {existing} is a file, not a folder. Choose another --out.")
+    try:  # the only reliable test (root ignores permission bits, read-only mounts ignore them too)
+        probe = tempfile.mkdtemp(prefix=".write-test-", dir=existing)
+        os.rmdir(probe)
+    except OSError as err:
+        raise UserError(f"--out {out_dir}: cannot write in {existing} ({err.strerror}). Choose a writable "
+                        f"--out, or fix the folder's permissions.") from None
+
+
+def check_inputs(inputs: list[Input], resample: bool, channels: str | None
+                 ) -> tuple[dict[Path, Header], dict[Path, Problem]]:
+    """Headers of every noisy file and reference; problems by input name (the first one of each input)."""
+    rate_fix = "Pass --resample (resampled to 16 kHz and back), or resample the file(s) to 16 kHz."
+    req = Requirements(sample_rate=None if resample else SAMPLE_RATE, rate_fix=rate_fix, mono=channels is None,
+                       channels_fix="Pass --channels mix (down-mix) or --channels each (every channel "
+                                    "enhanced), or convert to mono.", min_samples=MIN_INPUT_SAMPLES)
+    missing = {i.name: Problem(i.reference, "no noise reference of this name",
+                               "Add a same-named noise-only file to --ref-dir, or drop --ref-dir (unconditional).")
+               for i in inputs if i.reference is not None and not i.reference.is_file()}
+    paths = [i.noisy for i in inputs] + [i.reference for i in inputs
+                                         if i.reference is not None and i.name not in missing]
+    headers, found = check_audio_files(paths, req)
+    by_path = {p.path: p for p in found}
+    problems = dict(missing)
+    for i in inputs:
+        for path in (i.noisy, i.reference):
+            if path in by_path and i.name not in problems:
+                problems[i.name] = by_path[path]
+    return headers, problems
+
+
+def load_model(ckpt, device: str = "cpu", use_ema: bool = True) -> "ScoreModel":
+    from sgmse_nc.model import ScoreModel
+
+    path = Path(ckpt)
+    _read_checkpoint(path)
+    try:
+        return ScoreModel.load_for_inference(path, map_location=device, use_ema=use_ema)
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError(str(err)) from err
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """The checkpoint's content without building the model (UserError when it is none of ours)."""
+    fix = ("Point --ckpt at a .ckpt written by train.py (e.g. outputs/<run>/checkpoints/last.ckpt); a published "
+           "SGMSE+ checkpoint is used through training's init_from_sgmse=<path>.")
+    if not path.is_file():
+        raise UserError(f"--ckpt {path}: file not found. {fix}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # random bytes, a truncated download, another framework's pickle
+        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise UserError(f"--ckpt {path}: not a readable sgmse_nc checkpoint ({reason}). {fix}") from None
+    if not isinstance(state, dict) or "backbone" not in (state.get("hyper_parameters") or {}):
+        raise UserError(f"--ckpt {path}: a PyTorch file, but not a sgmse_nc checkpoint (no model "
+                        f"hyper-parameters). {fix}")
+    return state
 
 
 def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", batch_size: int = 4,
-                   chunk_seconds: float = 0.0, guidance_scale: float | None = None, resample: bool = False,
-                   overwrite: bool = False, seed: int | None = 0, use_ema: bool = True, ref_strategy: str | None = None,
-                   ref_seconds: float = 1.0, **sampler_overrides) -> dict:
-    """Enhance every wav under `noisy_dir` into `out_dir` (same relative names, input length and rate).
+                   chunk_seconds: float = DEFAULT_CHUNK_SECONDS, guidance_scale: float | None = None,
+                   resample: bool = False, overwrite: bool = False, seed: int | None = 0, use_ema: bool = True,
+                   skip_bad: bool = False, channels: str | None = None, **sampler_overrides) -> dict:
+    """Enhance the inputs of `noisy_dir` (a folder, an audio file or a list file) into `out_dir` (same relative
+    names, input length, rate and channels).
 
-    ref_dir: noise-only references with the same relative names (None: unconditional). Files already in
-    `out_dir` are skipped unless `overwrite`, so an interrupted run resumes; inputs are never written to.
-    ref_strategy: noise_ref_dir (the default with a ref_dir), from_noisy_pauses (a `ref_seconds` reference
-    from the pauses of each noisy file, sgmse_nc.data.pauses) or none (the default without a ref_dir).
+    Every input is checked before any model work: a problem stops the run with all of them listed, or, with
+    `skip_bad`, those files are skipped (listed in the summary). ref_dir: noise-only references with the
+    same relative names (None: unconditional). Files already in `out_dir` are skipped unless `overwrite`, so
+    an interrupted run resumes; inputs are never written to. Returns the summary: files, enhanced,
+    skipped_existing, skipped_bad / failed ({name: reason}).
     """
-    ref_strategy = ref_strategy or ("noise_ref_dir" if ref_dir else "none")
-    if ref_strategy not in ("noise_ref_dir", "from_noisy_pauses", "none"):
-        raise ValueError(f"ref_strategy {ref_strategy!r}: choose noise_ref_dir, from_noisy_pauses or none.")
-    if (ref_strategy == "noise_ref_dir") != bool(ref_dir):
-        raise ValueError("--ref-dir goes with --ref-strategy noise_ref_dir (and only with it).")
-    pauses = ref_strategy == "from_noisy_pauses"
-    from tqdm import tqdm
-
-    noisy_dir, out_dir = Path(noisy_dir), Path(out_dir)
-    files = list_audio(noisy_dir)
-    if not files:
-        raise AudioError(f"{noisy_dir}: no .wav/.flac files found. Point --noisy at a folder of noisy recordings.")
-    if out_dir.resolve() == noisy_dir.resolve() or (ref_dir and out_dir.resolve() == Path(ref_dir).resolve()):
-        raise ValueError(f"{out_dir}: the output folder must differ from the input folders (inputs are never "
-                         f"overwritten). Choose another --out.")
-    names = [f.relative_to(noisy_dir) for f in files]
-    refs = [Path(ref_dir) / n for n in names] if ref_dir else [None] * len(files)
-    missing = [str(r) for r in refs if r is not None and not r.is_file()]
-    if missing:
-        raise AudioError(f"{len(missing)} reference file(s) missing in {ref_dir}, e.g. {missing[:3]}. Every noisy "
-                         f"file needs a same-named noise-only reference there, or drop --ref-dir (unconditional).")
-    _check_settings(out_dir, {"ckpt": str(Path(ckpt).resolve()), "ckpt_step": _trained_steps(ckpt),
-                              "ref_dir": str(Path(ref_dir).resolve()) if ref_dir else None,
-                              "guidance_scale": guidance_scale, "use_ema": use_ema, "seed": seed,
-                              "chunk_seconds": chunk_seconds, **sampler_overrides,
-                              **({"ref_strategy": ref_strategy, "ref_seconds": ref_seconds} if pauses else {})},
-                    overwrite)
-    remove_leftovers(out_dir)  # half-written files of an interrupted run
-    todo = [i for i, n in enumerate(names) if overwrite or not (out_dir / n).is_file()]
-    summary = {"files": len(files), "skipped_existing": len(files) - len(todo), "enhanced": 0}
-    if not todo:
-        log.info("all %d files already enhanced in %s", len(files), out_dir)
+    check_options(batch_size, chunk_seconds, guidance_scale, channels=channels, **sampler_overrides)
+    out_dir = Path(out_dir)
+    inputs, folder = collect_inputs(noisy_dir, ref_dir)
+    check_out_dir(out_dir, inputs, {"--noisy": folder, "--ref-dir": ref_dir})
+    headers, problems = check_inputs(inputs, resample, channels)
+    if problems and not skip_bad:
+        raise UserError(problems_message(list(problems.values()), len(inputs), "nothing was enhanced",
+                                         f"or pass --skip-bad to enhance the {len(inputs) - len(problems)} "
+                                         f"others"))
+    state = _read_checkpoint(Path(ckpt))
+    settings = {"ckpt": str(Path(ckpt).resolve()), "ckpt_step": state.get("global_step"),
+                "ref_dir": str(Path(ref_dir).resolve()) if ref_dir else None, "guidance_scale": guidance_scale,
+                "use_ema": use_ema, "seed": seed, "chunk_seconds": chunk_seconds, "resample": resample,
+                "channels": channels, **sampler_overrides}
+    del state
+    _check_settings(out_dir, settings, overwrite)
+    remove_leftovers(out_dir)  # temporary files of writes a killed run left behind
+    usable = [i for i in inputs if i.name not in problems]
+    done = {i.name for i in usable if not overwrite and (out_dir / i.name).is_file()}
+    summary = {"files": len(inputs), "enhanced": 0, "skipped_existing": len(done),
+               "skipped_bad": {str(n): str(p) for n, p in problems.items()}, "failed": {}}
+    if len(done) == len(usable):
+        log.info("all %d usable file(s) already enhanced in %s", len(usable), out_dir)
         return summary
 
-    model = ScoreModel.load_for_inference(ckpt, map_location=device, use_ema=use_ema)
+    model = load_model(ckpt, device, use_ema)
+    _record_settings(out_dir, settings)  # only now: a checkpoint that does not load leaves no record
     if ref_dir and not model.conditional:
         log.warning("%s is an unconditional model: the references in %s are not used", ckpt, ref_dir)
-    bar = tqdm(total=len(todo), unit="file", desc="enhance")
-    for start in range(0, len(todo), batch_size * 8):  # read a block of files at a time, not the whole folder
-        block = todo[start:start + batch_size * 8]
-        rates = [audio_info(files[i]).samplerate for i in block]
-        noisy = [read_audio(files[i], SAMPLE_RATE, resample=resample) for i in block]
-        if pauses:
-            references = [_pause_reference(files[i], wav, ref_seconds) for i, wav in zip(block, noisy)]
-        else:
-            references = [read_audio(refs[i], SAMPLE_RATE, resample=resample, min_samples=model.spec.n_fft)
-                          if refs[i] is not None else None for i in block]
-        enhanced = enhance(model, noisy, references, batch_size=batch_size, chunk_seconds=chunk_seconds,
-                           guidance_scale=guidance_scale, seed=None if seed is None else seed + start,
-                           **sampler_overrides)
-        for i, wav, rate, src in zip(block, enhanced, rates, noisy):
-            if rate != SAMPLE_RATE:  # give the user back the rate they gave us
-                wav = resample_audio(wav, SAMPLE_RATE, rate)
-            write_audio(out_dir / names[i], wav, rate)
-            bar.update(1)
-        summary["enhanced"] += len(block)
-    bar.close()
+    try:
+        _FolderRun(model, usable, headers, done, out_dir, resample, channels, batch_size, chunk_seconds,
+                   seed, guidance_scale, sampler_overrides, skip_bad, summary).run()
+    except KeyboardInterrupt:
+        left = len(usable) - len(done) - summary["enhanced"] - len(summary["failed"])
+        raise Interrupted(f"{summary['enhanced']} file(s) finished in {out_dir} this run ({len(done)} were "
+                          f"there before), {left} left. Rerun the same command to resume; finished files are "
+                          f"kept and give the same result.") from None
     return summary
 
 
-def _pause_reference(path, noisy: torch.Tensor, seconds: float) -> torch.Tensor:
-    from sgmse_nc.data.pauses import NoPauseError, reference_from_noisy_pauses
+class _FolderRun:
+    """The batches over every usable input (see the module docstring), reading each file when its first
+    batch comes and writing it as soon as all its chunks are enhanced."""
 
-    try:
-        return reference_from_noisy_pauses(noisy, SAMPLE_RATE, seconds)
-    except NoPauseError as err:
-        raise NoPauseError(f"{path}: {err}") from None
+    def __init__(self, model, inputs, headers, done, out_dir, resample, channels, batch_size, chunk_seconds,
+                 seed, guidance_scale, sampler_overrides, skip_bad, summary):
+        from tqdm import tqdm
 
+        self.model, self.inputs, self.done, self.out_dir = model, inputs, done, out_dir
+        self.resample, self.channels, self.skip_bad, self.summary = resample, channels, skip_bad, summary
+        self.guidance_scale, self.sampler_overrides = guidance_scale, sampler_overrides
+        self.streams: list[tuple[int, int]] = []  # (input, channel); channel -1: mono or down-mixed
+        lengths, seeds = [], []
+        for k, item in enumerate(inputs):
+            header = headers[item.noisy]
+            split = channels == "each" and header.channels > 1
+            for c in (range(header.channels) if split else [-1]):
+                self.streams.append((k, c))
+                lengths.append(header.samples_at(SAMPLE_RATE))
+                name = item.name.as_posix() + (f"#{c}" if c >= 0 else "")
+                seeds.append(stream_seed(seed, name))
+        chunk, overlap = _chunk_samples(chunk_seconds, SAMPLE_RATE, OVERLAP_SECONDS)
+        self.plan = _Plan.make(lengths, seeds, chunk, overlap, batch_size, model.spec.hop_length,
+                               model.time_multiple)
+        self.headers = headers
+        self.loaded: dict[int, dict] = {}  # input -> {"wavs", "norms", "conds", "pieces"}
+        self.remaining = {k: sum(self.plan.units_of(s) for s, (i, _) in enumerate(self.streams) if i == k)
+                          for k in range(len(inputs))}
+        self.bar = tqdm(total=len(inputs) - len(done), unit="file", desc="enhance")
+
+    def run(self) -> None:
+        try:
+            for batch in self.plan.batches:
+                # a batch with anything left to do is computed whole, finished files included: the others'
+                # results then do not depend on what an earlier, interrupted run already wrote
+                if not any(self._needed(self.streams[u.stream][0]) for u in batch):
+                    continue
+                batch = [u for u in batch if self._load(self.streams[u.stream][0])]
+                if not batch:
+                    continue
+                wavs, conds = [], []
+                for u in batch:
+                    k, c = self.streams[u.stream]
+                    entry = self.loaded[k]
+                    wavs.append(entry["wavs"][c] / entry["norms"][c])
+                    conds.append(entry["conds"][c])
+                out = _enhance_batch(self.model, batch, wavs, conds, self.guidance_scale, self.sampler_overrides)
+                for u, wav in zip(batch, out):
+                    k, c = self.streams[u.stream]
+                    entry = self.loaded[k]
+                    entry["pieces"].setdefault(u.stream, {})[u.start] = wav * entry["norms"][c]
+                    self.remaining[k] -= 1
+                    if self.remaining[k] == 0:
+                        entry = self.loaded.pop(k)
+                        if self._needed(k):
+                            self._write(k, entry)
+        finally:
+            self.bar.close()
+
+    def _needed(self, k: int) -> bool:
+        return self.inputs[k].name not in self.done and self.inputs[k].name.as_posix() not in self.summary["failed"]
+
+    def _load(self, k: int) -> bool:
+        """Read input k (all its channels) and encode its reference once; False when it failed (skip_bad)."""
+        item = self.inputs[k]
+        if k in self.loaded or item.name.as_posix() in self.summary["failed"]:
+            return k in self.loaded
+        try:
+            noisy = read_audio(item.noisy, SAMPLE_RATE, resample=self.resample, mono="all")
+            reference = None
+            if item.reference is not None:
+                reference = read_audio(item.reference, SAMPLE_RATE, resample=self.resample, mono="mean",
+                                       min_samples=self.model.spec.n_fft)
+                if rms(reference) < SILENT_REFERENCE_RMS:
+                    log.warning("%s: the noise reference is silent (RMS below -80 dBFS); %s is enhanced with the "
+                                "null condition, i.e. unconditionally", item.reference, item.noisy)
+                    reference = None
+        except AudioError as err:  # a file that changed, or whose samples are corrupt past a good header
+            if not self.skip_bad:
+                raise
+            self.summary["failed"][item.name.as_posix()] = str(err)
+            self.bar.update(1)
+            return False
+        mix = self.channels != "each" or noisy.shape[0] == 1
+        wavs = {-1: noisy.mean(0)} if mix else dict(enumerate(noisy))
+        norms = {c: peak_normalise(w)[1] for c, w in wavs.items()}
+        conds = {c: _encode_reference(self.model, reference, norms[c]) for c in wavs}
+        self.loaded[k] = {"wavs": wavs, "norms": norms, "conds": conds, "pieces": {}}
+        return True
+
+    def _write(self, k: int, entry: dict) -> None:
+        item = self.inputs[k]
+        header = self.headers[item.noisy]
+        channels = [self.plan.join(s, entry["pieces"][s]) for s in sorted(entry["pieces"])]
+        wav = torch.stack(channels)
+        if header.sample_rate != SAMPLE_RATE:  # give the user back the rate and the exact length they gave us
+            wav = resample_audio(wav, SAMPLE_RATE, header.sample_rate)
+        wav = torch.nn.functional.pad(wav[:, :header.frames], (0, max(0, header.frames - wav.shape[-1])))
+        path = self.out_dir / item.name
+        try:
+            write_audio(path, wav, header.sample_rate)
+        except OSError as err:
+            raise UserError(f"{path}: cannot be written ({err.strerror or err}). Free space or fix the folder, "
+                            f"then rerun the same command to resume.") from None
+        self.summary["enhanced"] += 1
+        self.bar.update(1)
+
+
+# ------------------------------------------------------------------------------------------ settings record
 
 SETTINGS_FILE = "enhance_settings.json"
 
 
-def _trained_steps(ckpt) -> int | None:
-    """The checkpoint's optimizer step: what identifies its weights (a resumed, finished run rewrites the file
-    with the same weights, so its modification time says nothing)."""
-    try:
-        return int(torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)["global_step"])
-    except Exception:  # missing or not a Lightning checkpoint: load_for_inference reports it clearly
-        return None
-
-
 def _check_settings(out_dir: Path, settings: dict, overwrite: bool) -> None:
     """A rerun into `out_dir` with other settings than its files were made with must not mix outputs."""
-    record = out_dir / SETTINGS_FILE
     if not overwrite:
-        refuse_other_params(record, settings, "Use another --out, or --overwrite to redo every file.", key=None)
-    if settings["ckpt_step"] is not None:  # an unreadable checkpoint fails later with its own message
-        write_json(record, settings)
+        refuse_other_params(out_dir / SETTINGS_FILE, settings, "Use another --out, or --overwrite to redo every "
+                            "file.", error=UserError, key=None)
+
+
+def _record_settings(out_dir: Path, settings: dict) -> None:
+    write_json(out_dir / SETTINGS_FILE, settings)

@@ -114,17 +114,20 @@ def pair_files(enhanced_dir, clean_dir, noisy_dir=None, allow_missing: bool = Fa
 
 def check_lengths(pairs: list[Pair], sample_rate: int = SAMPLE_RATE) -> None:
     """Read only the headers and list every pair whose lengths differ by more than 1 % (wrong pairing)."""
-    def length(path: Path) -> float:
-        info = audio_info(path)
+    def length(path: Path) -> float | None:
+        try:
+            info = audio_info(path)
+        except AudioError:  # unreadable: its row becomes NaN with the reason (evaluate_pair)
+            return None
         return info.frames * sample_rate / info.samplerate
 
     bad = []
     for pair in pairs:
         n_clean = length(pair.clean)
         for other in (pair.enhanced, pair.noisy):
-            if other is not None:
+            if other is not None and n_clean is not None:
                 n_other = length(other)
-                if lengths_differ(n_other, n_clean):
+                if n_other is not None and lengths_differ(n_other, n_clean):
                     bad.append(f"{other} ({n_other / sample_rate:.2f} s) vs {pair.clean} "
                                f"({n_clean / sample_rate:.2f} s)")
     if bad:
@@ -167,17 +170,30 @@ def load_groups(manifest, ids: list[str], group_by: list[str]) -> pd.DataFrame:
 # -------------------------------------------------------------------------------------------- computing
 
 def evaluate_pair(pair: Pair, metrics=DEFAULT_METRICS, sample_rate: int = SAMPLE_RATE) -> dict:
-    """Metrics of one enhanced file (and of its noisy input, with the improvement) against the clean file."""
-    def read(path):
-        return read_audio(path, sample_rate, resample=True, min_samples=0)
+    """Metrics of one enhanced file (and of its noisy input, with the improvement) against the clean file.
 
-    clean = read(pair.clean)
+    A file that cannot be scored (unreadable, NaN/Inf samples, several channels) gives NaN metrics with the
+    reason in `errors`, like silent or too short files: one bad file never stops a test set's evaluation.
+    """
+    def read(path):
+        try:
+            return read_audio(path, sample_rate, resample=True, min_samples=0), ""
+        except AudioError as err:
+            return None, str(err)
+
+    def score(path, clean, clean_error):
+        wav, error = read(path)
+        if wav is None or clean is None:
+            return {**{m: math.nan for m in metrics}, "errors": error or clean_error}
+        return compute_metrics(wav, clean, sample_rate, metrics, names=(path, pair.clean))
+
+    clean, clean_error = read(pair.clean)
     row = {"id": pair.id}
-    scores = compute_metrics(read(pair.enhanced), clean, sample_rate, metrics, names=(pair.enhanced, pair.clean))
+    scores = score(pair.enhanced, clean, clean_error)
     errors = [scores.pop("errors")]
     row.update(scores)
     if pair.noisy is not None:
-        noisy = compute_metrics(read(pair.noisy), clean, sample_rate, metrics, names=(pair.noisy, pair.clean))
+        noisy = score(pair.noisy, clean, clean_error)
         noisy_errors = noisy.pop("errors")
         errors += [f"noisy {e}" for e in noisy_errors.split("; ") if e]
         for name in metrics:

@@ -143,10 +143,17 @@ def build_sde(name: str = "ouve", **params) -> GaussianSDE:
     return SDES[name](**params)
 
 
-def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """torch.randn_like with an optional generator (complex tensors get unit total variance, like randn_like)."""
+def randn_like(x: torch.Tensor, generator: torch.Generator | list[torch.Generator] | None = None) -> torch.Tensor:
+    """torch.randn_like with an optional generator (complex tensors get unit total variance, like randn_like).
+
+    A list holds one generator per batch item: each item's noise then depends on its own generator only,
+    not on what it is batched with (enhance.py's per-file seeds).
+    """
     if generator is None:
         return torch.randn_like(x)
+    if isinstance(generator, (list, tuple)):
+        return torch.stack([torch.randn(x.shape[1:], dtype=x.dtype, device=x.device, generator=g)
+                            for g in generator])
     return torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
 
 

@@ -8,6 +8,9 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from sgmse_nc.data.scan import scan_datamodule
+from sgmse_nc.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +33,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
         log.info("ckpt_path=auto: no %s yet, starting a new run", last)
         return None
     if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path}: file not found. Give a .ckpt from a run's checkpoints/ "
+        raise UserError(f"ckpt_path={ckpt_path}: file not found. Give a .ckpt from a run's checkpoints/ "
                                 f"folder, or ckpt_path=auto with hydra.run.dir=<that run folder>.")
     return ckpt_path
 
@@ -61,6 +64,7 @@ def train(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     datamodule = build_data(cfg)
+    scan_datamodule(datamodule)  # every data file's header, before anything is built or trained
     model = build_model(cfg)
     trainer = instantiate(cfg.trainer, callbacks=_instantiate_dict(cfg.get("callbacks")),
                           logger=_instantiate_dict(cfg.get("logger")) or False)

@@ -34,3 +34,18 @@ class TinyScoreNet(torch.nn.Module):
         if self.cond is not None:
             s = s * (1 + self.cond(cond).view(-1, 1, 1, 1))
         return s
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A checkpoint of a tiny conditional model (random weights), in train.py's format; built once per session."""
+    import pytorch_lightning as pl
+
+    from sgmse_nc.config import build_model_from_config
+
+    torch.manual_seed(0)
+    model = build_model_from_config(["backbone=ncsnpp_tiny", "encoder=cnn"])
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams), "global_step": 7,
+                "pytorch-lightning_version": pl.__version__, "ema": model.ema.state_dict()}, path)
+    return path

@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from sgmse_nc.nets import NCSNpp, count_parameters
+from sgmse_nc.nets import layers, resample
 from sgmse_nc.nets.resample import fir_downsample, fir_kernel_2d, fir_upsample, upfirdn2d
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -179,3 +180,87 @@ def test_non_fir_and_other_progressive_options_run():
             assert net(x_t, y, torch.tensor([0.5])).shape == x_t.shape
     with pytest.raises(ValueError, match="biggan"):
         NCSNpp(resblock_type="ddpm")
+
+
+# --- the fast paths against straightforward computations (a wrong fold or a broken in-place op fails) ---
+
+@pytest.mark.parametrize("taps", [[1, 3, 3, 1], [0.3, 1, 2, 0.5], [1, 2, 1], [1, 4, 6, 4, 1, 2]])
+def test_fast_fir_equals_zero_stuffing_definition(taps):
+    g = torch.Generator().manual_seed(0)
+    # an asymmetric 2-D kernel, so a missing or extra flip shows
+    kernel = fir_kernel_2d(taps) + 0.01 * torch.rand(len(taps), len(taps), generator=g)
+    x = torch.randn(2, 3, 16, 8, generator=g)
+    torch.testing.assert_close(fir_upsample(x, kernel), resample.fir_upsample_reference(x, kernel))
+    torch.testing.assert_close(fir_downsample(x, kernel), resample.fir_downsample_reference(x, kernel))
+    assert fir_upsample(x, kernel).shape == (2, 3, 32, 16) and fir_downsample(x, kernel).shape == (2, 3, 8, 4)
+
+
+def test_fused_groupnorm_silu_equals_plain_values_and_gradients():
+    g = torch.Generator().manual_seed(0)
+    norm = layers.group_norm(16)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(16, generator=g))
+        norm.bias.copy_(torch.randn(16, generator=g))
+    x = torch.randn(2, 16, 8, 6, generator=g, requires_grad=True)
+    grad = torch.randn(2, 16, 8, 6, generator=g)
+    fused = layers.norm_act(norm, torch.nn.SiLU(), x)
+    fused_grads = torch.autograd.grad(fused, (x, norm.weight, norm.bias), grad)
+    plain = torch.nn.functional.silu(norm(x))
+    plain_grads = torch.autograd.grad(plain, (x, norm.weight, norm.bias), grad)
+    assert fused.grad_fn is not None and "GroupNormSiLU" in type(fused.grad_fn).__name__
+    torch.testing.assert_close(fused, plain)
+    for a, b in zip(fused_grads, plain_grads):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():
+        torch.testing.assert_close(layers.norm_act(norm, torch.nn.SiLU(), x), plain)
+
+
+def test_pointwise_equals_conv2d():
+    g = torch.Generator().manual_seed(0)
+    conv = layers.conv1x1(6, 5)
+    torch.nn.init.normal_(conv.bias)
+    x = torch.randn(3, 6, 4, 7, generator=g)
+    torch.testing.assert_close(conv(x), torch.nn.functional.conv2d(x, conv.weight, conv.bias))
+    nin = layers.NIN(6, 5)
+    torch.testing.assert_close(nin(x), torch.nn.functional.conv2d(x, nin.W.t()[:, :, None, None], nin.b))
+    tokens = x.flatten(2).transpose(1, 2)
+    torch.testing.assert_close(nin.tokens(tokens), nin(x).flatten(2).transpose(1, 2))
+
+
+def _use_straightforward_ops(monkeypatch):
+    """Swap every fast path for the textbook computation it replaces."""
+    monkeypatch.setattr(resample, "fir_upsample", resample.fir_upsample_reference)
+    monkeypatch.setattr(resample, "fir_downsample", resample.fir_downsample_reference)
+    monkeypatch.setattr(layers, "pointwise", lambda x, w, b: torch.nn.functional.conv2d(x, w[:, :, None, None], b))
+    plain_norm_act = lambda norm, act, x: act(norm(x))  # noqa: E731
+    monkeypatch.setattr(layers, "norm_act", plain_norm_act)
+    monkeypatch.setattr("sgmse_nc.nets.ncsnpp.norm_act", plain_norm_act)
+    monkeypatch.setattr(layers, "residual_sum",
+                        lambda x, h, rescale: (x + h) / 2 ** 0.5 if rescale else x + h)
+
+
+@pytest.mark.parametrize("options", [{}, {"progressive": "none", "progressive_combine": "cat"}])
+def test_fast_network_equals_straightforward_one(monkeypatch, options):
+    """Outputs and every gradient of a net with non-silent random weights, fast vs textbook ops."""
+    torch.manual_seed(0)
+    net = NCSNpp(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(64,), cond_dim=4, **options)
+    with torch.no_grad():  # wake the zero-initialised branches so every path contributes
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p)) if p.requires_grad else None
+    x_t, y = spectrograms(2, 32)
+    t, cond = torch.tensor([0.1, 0.8]), torch.randn(2, 4)
+
+    def run():
+        net.zero_grad()
+        score = net(x_t, y, t, cond)
+        torch.view_as_real(score).pow(2).mean().backward()
+        return score.detach(), {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+
+    fast, fast_grads = run()
+    _use_straightforward_ops(monkeypatch)
+    plain, plain_grads = run()
+    assert (fast - plain).abs().max() <= 1e-5 * plain.abs().max()
+    assert fast_grads.keys() == plain_grads.keys()
+    for key, g in plain_grads.items():
+        scale = max(g.abs().max().item(), 1e-3 * max(v.abs().max().item() for v in plain_grads.values()))
+        assert (fast_grads[key] - g).abs().max() <= 1e-4 * scale, key

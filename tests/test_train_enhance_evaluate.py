@@ -51,14 +51,3 @@ def test_train_resume_enhance_evaluate(tmp_path):
     assert "si_sdr" in json.dumps(summary)
     assert (out / "summary.md").read_text().count("±") >= 3
 
-
-def test_enhance_refuses_bad_input(tmp_path):
-    noisy = tmp_path / "noisy"
-    noisy.mkdir()
-    sf.write(noisy / "a.wav", torch.zeros(16000, 2).numpy(), 16000)
-    out = subprocess.run([sys.executable, "enhance.py", "--ckpt", str(tmp_path / "x.ckpt"), "--noisy", str(noisy),
-                          "--out", str(noisy)], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 2 and "must differ" in out.stderr
-    out = subprocess.run([sys.executable, "enhance.py", "--ckpt", str(tmp_path / "x.ckpt"), "--noisy", str(noisy),
-                          "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 2 and "x.ckpt" in out.stderr

@@ -37,6 +37,7 @@ from sgmse_nc.audio import write_audio
 from sgmse_nc.data.honesty import similarity
 from sgmse_nc.data.levels import PEAK_LIMIT
 from sgmse_nc.data.synthetic import NOISES, Speaker, make_noise, random_speaker, speech_like
+from sgmse_nc.errors import UserError
 from sgmse_nc.io import read_json, refuse_other_params, temp_name
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ MANIFEST_COLUMNS = ("id", "speaker", "noise_type", "snr", "seconds", "reference_
 REF_GAP_SECONDS = 0.25  # distance between the mixed noise and the reference stretch
 
 
-class DemoCorpusError(RuntimeError):
+class DemoCorpusError(UserError, RuntimeError):
     """The output folder cannot take the demo corpus asked for; the message names the folder and the fix."""
 
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from sgmse_nc.audio import AudioError
 from sgmse_nc.data.manifest import ManifestError
+from sgmse_nc.errors import UserError
 
 
-class PrepareError(ValueError):
+class PrepareError(UserError, ValueError):
     """A structural problem with a corpus source or destination; the message names it and the fix."""
 
 
@@ -17,7 +18,7 @@ class BuildError(PrepareError):
     """A problem with a test-set builder's inputs or output folder; the message names it and the fix."""
 
 
-class HonestyError(ValueError):
+class HonestyError(UserError, ValueError):
     """No honest noise reference could be found (see sgmse_nc.data.honesty); the message names the fix."""
 
 

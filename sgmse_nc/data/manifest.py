@@ -11,12 +11,13 @@ import csv
 import io
 from pathlib import Path
 
+from sgmse_nc.errors import UserError
 from sgmse_nc.io import write_text_if_changed
 
 NUMERIC_COLUMNS = frozenset({"snr"})
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A missing or malformed manifest; the message names the file and the fix."""
 
 

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from sgmse_nc.data import esc50, nonstationary, vbdmd
-from sgmse_nc.data.errors import USER_ERRORS
+from sgmse_nc.cli import ArgumentParser, run_main
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sgmse_nc.data.prepare", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m sgmse_nc.data.prepare", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     for name, command in SUBCOMMANDS.items():
         sub = commands.add_parser(name, help=command.help)
@@ -49,14 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The exit status: 0, or 2 with one `error: ...` line for a problem the user can fix (sgmse_nc.cli)."""
+    return run_main(_run, argv)
+
+
+def _run(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
-    try:
-        args.run(args)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    args.run(args)
     return 0
 
 

@@ -4,6 +4,12 @@ Attribute names (W, Conv_0, GroupNorm_0, Dense_0, NIN_0, ...) follow the referen
 that SGMSE+ state dicts load without renaming. Initialisation follows DDPM: variance scaling
 ("fan_avg", uniform), biases at zero, `init_scale=0` meaning a near-zero (1e-10) scale so residual
 branches start almost silent.
+
+Speed without changing a single output (the layout and the arithmetic stay the reference's):
+1x1 convolutions run as matrix products (torch's conv takes a slow path for them), GroupNorm + SiLU
+is one autograd node that keeps only its input for the backward pass (recomputing the cheap normalised
+map there instead of storing it), activations and residual sums work in place on tensors nobody
+else holds, and a dropout of 0 is skipped.
 """
 from __future__ import annotations
 
@@ -46,8 +52,30 @@ def conv3x3(in_ch: int, out_ch: int, init_scale: float = 1.0) -> nn.Conv2d:
     return conv
 
 
-def conv1x1(in_ch: int, out_ch: int, init_scale: float = 1.0) -> nn.Conv2d:
-    conv = nn.Conv2d(in_ch, out_ch, kernel_size=1)
+def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1x1 convolution as one matrix product: x [B, I, H, W], weight [O, I] -> [B, O, H, W]."""
+    b, _, h, w = x.shape
+    x = x.reshape(b, -1, h * w)
+    weight = weight.expand(b, *weight.shape)  # bmm (not matmul, which may fold to a transposed result)
+    if bias is None:
+        out = torch.bmm(weight, x)
+    else:
+        out = torch.baddbmm(bias[:, None].expand(b, -1, h * w), weight, x)
+    return out.view(b, -1, h, w)
+
+
+class Conv1x1(nn.Conv2d):
+    """nn.Conv2d with kernel_size=1 (same parameters and state dict), computed by `pointwise`."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__(in_ch, out_ch, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pointwise(x, self.weight[:, :, 0, 0], self.bias)
+
+
+def conv1x1(in_ch: int, out_ch: int, init_scale: float = 1.0) -> Conv1x1:
+    conv = Conv1x1(in_ch, out_ch)
     variance_scaling_(conv.weight, init_scale)
     nn.init.zeros_(conv.bias)
     return conv
@@ -62,6 +90,49 @@ def dense(in_dim: int, out_dim: int) -> nn.Linear:
 
 def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=min(channels // 4, 32), num_channels=channels, eps=1e-6)
+
+
+class _GroupNormSiLU(torch.autograd.Function):
+    """silu(group_norm(x)) saving x and the group statistics only: the normalised map is recomputed in
+    backward (one cheap pass) instead of being stored, a full activation less per block in training.
+    Uses the very kernels F.group_norm and F.silu use, so values and gradients are the same."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, groups: int, eps: float):
+        n, c = x.shape[:2]
+        hw = x[0, 0].numel()
+        y, mean, rstd = torch.native_group_norm(x, weight, bias, n, c, hw, groups, eps)
+        ctx.save_for_backward(x, weight, bias, mean, rstd)
+        ctx.sizes = (n, c, hw, groups, eps)
+        return F.silu(y, inplace=True)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight, bias, mean, rstd = ctx.saved_tensors
+        n, c, hw, groups, eps = ctx.sizes
+        y = torch.native_group_norm(x, weight, bias, n, c, hw, groups, eps)[0]
+        grad_y = torch.ops.aten.silu_backward(grad, y)
+        grad_x, grad_w, grad_b = torch.ops.aten.native_group_norm_backward(
+            grad_y, x, mean, rstd, weight, n, c, hw, groups, list(ctx.needs_input_grad[:3]))
+        return grad_x, grad_w, grad_b, None, None
+
+
+def norm_act(norm: nn.GroupNorm, act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """act(norm(x)), fused and memory-lean for SiLU (NCSN++'s "swish")."""
+    if not isinstance(act, nn.SiLU):
+        return act(norm(x))
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad)
+    if needs_grad and not torch.is_autocast_enabled(x.device.type) and norm.affine:
+        return _GroupNormSiLU.apply(x, norm.weight, norm.bias, norm.num_groups, norm.eps)
+    h = norm(x)
+    return F.silu(h, inplace=not needs_grad)  # in place is free when nothing is kept for backward
+
+
+def residual_sum(x: torch.Tensor, h: torch.Tensor, skip_rescale: bool) -> torch.Tensor:
+    """(x + h) / sqrt(2) (or x + h), written into h: the branch output is kept by no one."""
+    h = h.add_(x)
+    return h.div_(math.sqrt(2.0)) if skip_rescale else h
 
 
 class GaussianFourierProjection(nn.Module):
@@ -86,7 +157,11 @@ class NIN(nn.Module):
         self.b = nn.Parameter(torch.zeros(out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.W.t()[:, :, None, None], self.b)
+        return pointwise(x, self.W.t(), self.b)
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The same map on a token matrix: x [B, L, in] -> [B, L, out]."""
+        return torch.addmm(self.b, x.reshape(-1, x.shape[-1]), self.W).view(*x.shape[:-1], -1)
 
 
 class AttnBlock(nn.Module):
@@ -103,11 +178,11 @@ class AttnBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        normed = self.GroupNorm_0(x)
-        q, k, v = (nin(normed).flatten(2).transpose(1, 2) for nin in (self.NIN_0, self.NIN_1, self.NIN_2))
+        tokens = self.GroupNorm_0(x).flatten(2).transpose(1, 2)  # [B, H*W, C]
+        q, k, v = (nin.tokens(tokens) for nin in (self.NIN_0, self.NIN_1, self.NIN_2))
         out = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(C), as in the reference
-        out = self.NIN_3(out.transpose(1, 2).reshape(b, c, h, w))
-        return (x + out) / math.sqrt(2.0) if self.skip_rescale else x + out
+        out = self.NIN_3.tokens(out).transpose(1, 2).reshape(b, c, h, w)
+        return residual_sum(x, out, self.skip_rescale)
 
 
 class Combine(nn.Module):
@@ -122,7 +197,7 @@ class Combine(nn.Module):
 
     def forward(self, pyramid: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         p = self.Conv_0(pyramid)
-        return p + h if self.method == "sum" else torch.cat([p, h], dim=1)
+        return p.add_(h) if self.method == "sum" else torch.cat([p, h], dim=1)
 
 
 class ResnetBlockBigGAN(nn.Module):
@@ -153,14 +228,16 @@ class ResnetBlockBigGAN(nn.Module):
         self.skip_rescale = skip_rescale
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.act(self.GroupNorm_0(x))
+        h = norm_act(self.GroupNorm_0, self.act, x)
         if self.resample is not None:
             h, x = self.resample(h), self.resample(x)
         h = self.Conv_0(h)
         if temb is not None:
-            h = h + self.Dense_0(self.act(temb))[:, :, None, None]
-        h = self.Dropout_0(self.act(self.GroupNorm_1(h)))
+            h = h.add_(self.Dense_0(self.act(temb))[:, :, None, None])  # conv keeps its input, not h
+        h = norm_act(self.GroupNorm_1, self.act, h)
+        if self.training and self.Dropout_0.p > 0:
+            h = self.Dropout_0(h)
         h = self.Conv_1(h)
         if self.Conv_2 is not None:
             x = self.Conv_2(x)
-        return (x + h) / math.sqrt(2.0) if self.skip_rescale else x + h
+        return residual_sum(x, h, self.skip_rescale)

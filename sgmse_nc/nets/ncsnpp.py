@@ -22,8 +22,8 @@ from torch import nn
 from sgmse_nc.condition import Condition, as_condition
 
 from .conditioning import CrossAttention, GlobalConditioning
-from .layers import AttnBlock, Combine, GaussianFourierProjection, ResnetBlockBigGAN, conv3x3, dense, \
-    get_activation, group_norm
+from .layers import AttnBlock, Combine, Conv1x1, GaussianFourierProjection, ResnetBlockBigGAN, conv3x3, dense, \
+    get_activation, group_norm, norm_act
 from .resample import Resample
 
 IN_CHANNELS = 4  # x_t.real, x_t.imag, y.real, y.imag
@@ -79,7 +79,7 @@ class NCSNpp(nn.Module):
         self.xattn_levels = _cross_attention_levels(resolutions, tuple(xattn_resolutions), token_dim)
 
         # Registration order as in the reference, so parameters() lists the same tensors in the same order.
-        self.output_layer = nn.Conv2d(IN_CHANNELS, 2, 1)
+        self.output_layer = Conv1x1(IN_CHANNELS, 2)  # nn.Conv2d's default init, as the reference
         self.act = act = get_activation(nonlinearity)
         self.pyramid_upsample = Resample(up=True, fir=fir, fir_kernel=fir_kernel)
         self.pyramid_downsample = Resample(up=False, fir=fir, fir_kernel=fir_kernel)
@@ -225,7 +225,7 @@ class NCSNpp(nn.Module):
             h = self._cross_attend(f"up{level}", h, tokens)
             if self.progressive == "output_skip":
                 norm, conv = next(modules), next(modules)
-                head = conv(self.act(norm(h)))
+                head = conv(norm_act(norm, self.act, h))
                 out_pyramid = head if out_pyramid is None else self.pyramid_upsample(out_pyramid) + head
             if level != 0:
                 h = next(modules)(h, temb)  # upsampling block
@@ -234,7 +234,7 @@ class NCSNpp(nn.Module):
             h = out_pyramid
         else:
             norm, conv = next(modules), next(modules)
-            h = conv(self.act(norm(h)))
+            h = conv(norm_act(norm, self.act, h))
         assert next(modules, None) is None and not hs, "forward does not match the modules built in __init__"
         return h
 

@@ -2,8 +2,12 @@
 
 NCSN++ resamples its feature maps with a separable FIR filter ([1, 3, 3, 1] by default) instead of
 nearest/average pooling. The operation is: insert zeros (up), pad, filter each channel with the 2-D
-kernel, keep every `down`-th sample. Written as a grouped (depthwise) convolution, so it runs on any
-device and needs no compiled extension; the result matches the reference's native implementation.
+kernel, keep every `down`-th sample. `upfirdn2d` writes that definition out literally (a depthwise
+convolution of the zero-stuffed, padded input); the network uses the equivalent fast forms:
+downsampling as one strided depthwise convolution (padding inside the convolution), upsampling as a
+strided depthwise *transposed* convolution, which never builds the zero-stuffed map (4x the input's
+size) and skips the multiplications by its zeros. No compiled extension; tests pin both forms to each
+other and to the definition.
 """
 from __future__ import annotations
 
@@ -34,16 +38,44 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     return F.conv2d(x, weight, stride=down, groups=c)
 
 
-def fir_upsample(x: torch.Tensor, kernel: torch.Tensor, factor: int = 2) -> torch.Tensor:
-    """[B, C, H, W] -> [B, C, H*factor, W*factor]; constant inputs keep their value."""
+def _pads(kernel: torch.Tensor, factor: int, up: bool) -> tuple[int, int]:
     p = kernel.shape[0] - factor
-    return upfirdn2d(x, kernel * factor**2, up=factor, pad=((p + 1) // 2 + factor - 1, p // 2))
+    return ((p + 1) // 2 + factor - 1, p // 2) if up else ((p + 1) // 2, p // 2)
+
+
+def fir_upsample_reference(x: torch.Tensor, kernel: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """fir_upsample by the definition (zero-stuffing, padding, depthwise filtering)."""
+    return upfirdn2d(x, kernel * factor**2, up=factor, pad=_pads(kernel, factor, up=True))
+
+
+def fir_downsample_reference(x: torch.Tensor, kernel: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """fir_downsample by the definition (padding, depthwise filtering, decimation)."""
+    return upfirdn2d(x, kernel, down=factor, pad=_pads(kernel, factor, up=False))
+
+
+def fir_upsample(x: torch.Tensor, kernel: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, H*factor, W*factor]; constant inputs keep their value.
+
+    A transposed convolution with stride `factor` is exactly "insert zeros, then convolve with the
+    kernel" (no flip: it scatters each input sample with the kernel). Its full output is k - factor
+    samples longer per axis than upfirdn2d's and starts (k - factor) // 2 earlier: symmetric padding.
+    """
+    p = kernel.shape[0] - factor
+    if p % 2:  # the crop would be asymmetric, which conv_transpose2d cannot express
+        return fir_upsample_reference(x, kernel, factor)
+    c = x.shape[1]
+    weight = (kernel * factor**2).to(x.dtype).expand(c, 1, *kernel.shape)
+    return F.conv_transpose2d(x, weight, stride=factor, padding=p // 2, groups=c)
 
 
 def fir_downsample(x: torch.Tensor, kernel: torch.Tensor, factor: int = 2) -> torch.Tensor:
     """[B, C, H, W] -> [B, C, H/factor, W/factor]; constant inputs keep their value."""
     p = kernel.shape[0] - factor
-    return upfirdn2d(x, kernel, down=factor, pad=((p + 1) // 2, p // 2))
+    if p % 2:  # asymmetric padding, which conv2d cannot express
+        return fir_downsample_reference(x, kernel, factor)
+    c = x.shape[1]
+    weight = kernel.flip(0, 1).to(x.dtype).expand(c, 1, *kernel.shape)
+    return F.conv2d(x, weight, stride=factor, padding=p // 2, groups=c)
 
 
 def naive_upsample(x: torch.Tensor, factor: int = 2) -> torch.Tensor:

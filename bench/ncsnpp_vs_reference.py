@@ -1,0 +1,178 @@
+"""Our NCSN++ against the reference implementation (sp-uhh/sgmse), same random weights, one process.
+
+    git -C /path/to/sgmse.git archive HEAD | tar -x -C /tmp/sgmse_ref      # a checkout, never committed
+    nice -n 10 python bench/ncsnpp_vs_reference.py /tmp/sgmse_ref
+    python bench/ncsnpp_vs_reference.py /tmp/sgmse_ref --train-shape 2 256 --forward-shape 1 512 --repeats 5
+
+Prints: the largest output difference (relative to the output's peak), interleaved medians of the
+forward (no grad) and of a training step (forward + loss + backward) with the ratio ours/reference,
+each peak RSS measured in a fresh process per implementation (ours/reference), the counted FLOPs of
+one forward (torch.utils.flop_counter) and the achieved FLOP/s against a matmul timed in the same
+run, and the cpu/wall ratio (< 1 threads x 100 % means others compete for the cores).
+The reference's forward takes [x_t, y] stacked as 2 complex channels and returns minus our score.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def load_reference(path: Path):
+    """The reference NCSNpp class from a checkout of sp-uhh/sgmse (its upfirdn2d falls back to native
+    PyTorch on CPU)."""
+    if not (path / "sgmse" / "backbones" / "ncsnpp.py").is_file():
+        return None
+    sys.path.insert(0, str(path))
+    from sgmse.backbones.ncsnpp import NCSNpp as Reference
+    return Reference
+
+
+def build_pair(reference_path: Path, seed: int = 0):
+    """Ours and the reference with identical (random, non-silent) weights."""
+    from sgmse_nc.nets import NCSNpp
+    torch.manual_seed(seed)
+    ours = NCSNpp()
+    with torch.no_grad():  # wake the near-zero residual branches so the comparison covers every path
+        for p in ours.parameters():
+            if p.dim() > 1 and p.abs().max() < 1e-6:
+                p.normal_(0.0, 0.02)
+    reference = load_reference(reference_path)()
+    reference.load_state_dict(ours.state_dict(), strict=True)
+    return ours, reference
+
+
+def inputs(batch: int, frames: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    x_t, y = (torch.randn(batch, 1, 256, frames, dtype=torch.cfloat, generator=g) for _ in range(2))
+    t = torch.rand(batch, generator=g) * 0.97 + 0.03
+    return x_t, y, t
+
+
+def call(net, name, x_t, y, t):
+    return net(x_t, y, t) if name == "ours" else -net(torch.cat([x_t, y], dim=1), t)
+
+
+def step(net, name, x_t, y, t, train: bool):
+    if train:
+        loss = torch.view_as_real(call(net, name, x_t, y, t)).pow(2).mean()
+        loss.backward()
+        net.zero_grad(set_to_none=True)
+    else:
+        with torch.no_grad():
+            call(net, name, x_t, y, t)
+
+
+def timed(fn):
+    cpu, wall = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def matmul_flops_per_s(size: int = 2048, repeats: int = 3) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = min(timed(lambda: a @ b)[0] for _ in range(repeats))
+    return 2 * size**3 / best
+
+
+def forward_flops(net, batch: int, frames: int) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+    x_t, y, t = inputs(batch, frames)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(x_t, y, t)
+    return counter.get_total_flops()
+
+
+def peak_rss_child(reference_path: str, name: str, batch: int, frames: int, train: bool, threads: int):
+    """In a fresh process: peak RSS growth (MiB) of one step over the RSS after building the net."""
+    torch.set_num_threads(threads)
+    from sgmse_nc.nets import NCSNpp
+    net = NCSNpp() if name == "ours" else load_reference(Path(reference_path))()  # memory ignores weights
+    net.train(train)
+    x_t, y, t = inputs(batch, frames)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step(net, name, x_t, y, t, train)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("reference", type=Path, help="a checkout of sp-uhh/sgmse (the folder holding sgmse/)")
+    p.add_argument("--train-shape", type=int, nargs=2, default=(2, 256), metavar=("BATCH", "FRAMES"))
+    p.add_argument("--forward-shape", type=int, nargs=2, default=(1, 512), metavar=("BATCH", "FRAMES"))
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds per implementation after a warm-up")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak-memory runs")
+    args = p.parse_args()
+    if load_reference(args.reference) is None:
+        print(f"skipped: no reference checkout at {args.reference} (expected {args.reference}/sgmse/backbones/"
+              f"ncsnpp.py); export one with `git -C <sgmse.git> archive HEAD | tar -x -C {args.reference}`")
+        return
+    torch.set_num_threads(args.threads)
+    ours, reference = build_pair(args.reference)
+    nets = {"ours": ours, "reference": reference}
+    print(f"torch {torch.__version__}, {args.threads} thread(s); reference from {args.reference}")
+
+    x_t, y, t = inputs(1, 128)
+    with torch.no_grad():
+        a, b = call(ours, "ours", x_t, y, t), call(reference, "reference", x_t, y, t)
+    rel = ((a - b).abs().max() / b.abs().max()).item()
+    print(f"outputs: max |ours - reference| / max |reference| = {rel:.2e} ({'equal' if rel <= 1e-5 else 'DIFFERENT'})")
+
+    rows = []
+    for mode, (batch, frames), train in (("forward", args.forward_shape, False),
+                                         ("train step", args.train_shape, True)):
+        x_t, y, t = inputs(batch, frames)
+        times = {name: [] for name in nets}
+        cpu = wall = 0.0
+        for rnd in range(args.repeats + 1):  # round 0 warms up; the order alternates every round
+            order = list(nets) if rnd % 2 else list(nets)[::-1]
+            for name in order:
+                nets[name].train(train)
+                w, c = timed(lambda: step(nets[name], name, x_t, y, t, train))
+                if rnd:
+                    times[name].append(w)
+                    wall, cpu = wall + w, cpu + c
+        med = {name: statistics.median(v) for name, v in times.items()}
+        rows.append((f"{mode} {batch}x256x{frames}", med["ours"], med["reference"], cpu / wall))
+
+    matmul = matmul_flops_per_s()
+    flops = forward_flops(ours, *args.forward_shape)
+    fwd_time = rows[0][1]
+    matmul_after = matmul_flops_per_s()
+
+    print(f"\n{'':24s} {'ours s':>9s} {'ref s':>9s} {'ours/ref':>9s} {'cpu/wall':>9s}")
+    for label, o, r, load in rows:
+        print(f"{label:24s} {o:9.2f} {r:9.2f} {o / r:9.3f} {load:9.2f}")
+    if not args.no_memory:
+        ctx = multiprocessing.get_context("spawn")
+        print("\npeak RSS growth of one step (fresh process each)")
+        for mode, (batch, frames), train in (("forward", args.forward_shape, False),
+                                             ("train step", args.train_shape, True)):
+            mem = {}
+            for name in nets:
+                with ctx.Pool(1) as pool:
+                    mem[name] = pool.apply(peak_rss_child, (str(args.reference), name, batch, frames, train,
+                                                            args.threads))
+            ratio = f"{mem['ours'] / mem['reference']:.3f}" if mem["reference"] > 0 else "n/a (too small to see)"
+            print(f"{mode + f' {batch}x256x{frames}':24s} ours {mem['ours']:8.0f} MiB  reference "
+                  f"{mem['reference']:8.0f} MiB  ours/ref {ratio}")
+    achieved = flops / fwd_time
+    mm = statistics.mean([matmul, matmul_after])
+    print(f"\none forward {args.forward_shape[0]}x256x{args.forward_shape[1]}: {flops / 1e12:.3f} TFLOP counted; "
+          f"achieved {achieved / 1e9:.0f} GFLOP/s = {achieved / mm:.2f} x the matmul's {mm / 1e9:.0f} GFLOP/s "
+          f"(2048^2 fp32, before {matmul / 1e9:.0f} / after {matmul_after / 1e9:.0f})")
+
+
+if __name__ == "__main__":
+    main()
