@@ -481,6 +481,8 @@ class _FolderRun:
             self.summary["failed"][item.name.as_posix()] = str(err)
             self.bar.update(1)
             return False
+        planned = self.headers[item.noisy].samples_at(SAMPLE_RATE)  # what the batches were planned with
+        noisy = torch.nn.functional.pad(noisy[:, :planned], (0, max(0, planned - noisy.shape[-1])))
         mix = self.channels != "each" or noisy.shape[0] == 1
         wavs = {-1: noisy.mean(0)} if mix else dict(enumerate(noisy))
         norms = {c: peak_normalise(w)[1] for c, w in wavs.items()}

@@ -174,6 +174,11 @@ def test_bad_checkpoints_leave_no_settings_record(tmp_path, tiny_ckpt):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "global_step": 3}, other)
     out = enhance("--ckpt", other, "--noisy", noisy, "--out", tmp_path / "out", check=2)
     assert "not a sgmse_nc checkpoint" in error_line(out)
+    state = torch.load(tiny_ckpt, weights_only=True)  # another architecture: the weights do not fit
+    state["hyper_parameters"]["backbone"]["nf"] = 16
+    torch.save(state, other)
+    out = enhance("--ckpt", other, "--noisy", noisy, "--out", tmp_path / "out", check=2)
+    assert f"{other}: not a sgmse_nc checkpoint" in error_line(out)
     missing = enhance("--ckpt", tmp_path / "nope.ckpt", "--noisy", noisy, "--out", tmp_path / "out", check=2)
     assert "nope.ckpt: file not found" in error_line(missing)
     assert not (tmp_path / "out").exists()
