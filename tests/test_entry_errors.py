@@ -39,7 +39,7 @@ def write(path: Path, seconds: float = 0.5, rate: int = 16000, seed: int = 0, da
 def vb_layout(root: Path, rate: int = 16000, n: int = 2) -> Path:
     for subset in ("train", "valid", "test"):
         for i in range(n):
-            for kind in ("clean", "noisy"):
+            for kind in ("clean", "noisy", "noise_ref"):
                 write(root / subset / kind / f"p{i}.wav", 0.5, rate, seed=i)
     return root
 
@@ -48,9 +48,9 @@ def test_training_on_48k_and_corrupt_files_stops_at_setup_with_every_file_named(
     data = vb_layout(tmp_path / "data" / "vbdmd", rate=48000)
     (data / "train" / "noisy" / "p1.wav").write_bytes(b"RIFF\x00\x00 corrupt")
     out = run("train.py", "data=vbdmd", f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}",
-              "backbone=ncsnpp_tiny", "trainer=cpu", "data.num_workers=0")
+              "backbone=ncsnpp_tiny", "trainer=cpu", "data.num_workers=0", "data.train.reference=noise_ref_dir")
     line = error_line(out)
-    assert "12 of 12 input file(s) cannot be used, training was not started" in line
+    assert "18 of 18 input file(s) cannot be used, training was not started" in line
     assert "sample rate 48000 Hz, 16000 Hz is needed" in line and "python -m sgmse_nc.data.prepare vbdmd" in line
     assert "train/noisy/p1.wav" in line and "cannot be read as audio" in line
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -62,18 +62,18 @@ def test_scan_is_cached_by_size_and_mtime(tmp_path, monkeypatch):
 
     root = vb_layout(tmp_path / "vb", n=3)
     dataset = PairedFolderDataset(root, "train")
-    assert scan.scan_paired(dataset) == ([], 6)
+    assert scan.scan_paired(dataset) == ([], 9)  # clean, noisy and noise_ref files
     assert (root / scan.CACHE_FILE).is_file()
     calls = []
     real = scan.check_audio_files
     monkeypatch.setattr(scan, "check_audio_files", lambda paths, req: calls.append(list(paths)) or real(paths, req))
-    assert scan.scan_paired(dataset) == ([], 6) and calls == []  # nothing re-read
+    assert scan.scan_paired(dataset) == ([], 9) and calls == []  # nothing re-read
     write(root / "train" / "noisy" / "p2.wav", 0.4, seed=9)  # replaced: another length than its clean file
     problems, _ = scan.scan_paired(dataset)
     assert calls == [[root / "train" / "noisy" / "p2.wav"]]
     assert [p.path.name for p in problems] == ["p2.wav"] and "6400 samples but its clean file has 8000" in problems[0].what
     dm = type("DM", (), {"train_set": dataset, "valid_set": None, "test_set": None})()
-    with pytest.raises(UserError, match="1 of 6 input file.*training was not started.*p2.wav"):
+    with pytest.raises(UserError, match="1 of 9 input file.*training was not started.*p2.wav"):
         scan.scan_datamodule(dm)
 
 
