@@ -21,21 +21,6 @@ def speech():
     return speech_like
 
 
-class TinyScoreNet(torch.nn.Module):
-    """A minimal score network with the backbone's call signature, for sampler/guidance tests."""
-
-    def __init__(self, cond_dim: int = 0):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.tensor(0.5))
-        self.cond = torch.nn.Linear(cond_dim, 1) if cond_dim else None
-
-    def forward(self, x, y, t, cond=None):
-        s = -(x - y) * self.w / t.view(-1, 1, 1, 1)
-        if self.cond is not None:
-            s = s * (1 + self.cond(cond).view(-1, 1, 1, 1))
-        return s
-
-
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory):
     """A checkpoint of a tiny conditional model (random weights), in train.py's format; built once per session."""

@@ -14,7 +14,7 @@ from sgmse_nc.data.paired import PairedFolderDataset
 from sgmse_nc.data.corpus import format_summary
 from sgmse_nc.data.errors import PrepareError
 from sgmse_nc.data.vbdmd import prepare_vbdmd
-from tests.test_prepare_vbdmd import SOURCE_RATE, make_release
+from tests.helpers import SOURCE_RATE, make_release
 
 
 @pytest.fixture

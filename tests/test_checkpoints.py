@@ -167,3 +167,27 @@ def test_mismatched_backbone_lists_the_differences(nets):
     deeper = NCSNpp(**{**TINY, "ch_mult": (1, 2, 2)})
     with pytest.raises(CheckpointError, match="missing in checkpoint"):
         load_backbone_weights(deeper, nets[0].state_dict())
+
+
+def test_init_from_sgmse_warm_starts_the_backbone_and_its_ema(tmp_path, nets):
+    from sgmse_nc.config import compose_config
+    from sgmse_nc.training import build_model
+
+    ema, raw = nets
+    path = save_fake_sgmse_checkpoint(tmp_path / "sgmse.ckpt", ema, ema={"collected_params": params(raw)})
+    overrides = ["backbone=ncsnpp_tiny", "encoder=cnn", "backbone.ch_mult=[1,2]", "backbone.attn_resolutions=[128]",
+                 f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/run"]
+    fresh = build_model(compose_config(overrides))
+    model = build_model(compose_config(overrides + [f"init_from_sgmse={path}"]))
+    state = model.dnn.state_dict()
+    for key, value in ema.state_dict().items():  # SGMSE+'s EMA weights, not its raw ones
+        assert torch.equal(state[key], value), key
+    assert not model.dnn.cond_proj.net[-1].weight.any()  # conditioning starts at zero: SGMSE+'s score at first
+    torch.testing.assert_close(score(model.dnn, torch.randn(1, model.encoder.embed_dim)), score(ema))
+    # the model's EMA averages from the warm-started weights, not from the random ones it was built with
+    shadow = dict(zip(model.ema.names, model.ema.shadow))
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    assert len(trainable) == len(shadow)
+    for name, p in trainable:
+        assert torch.equal(shadow[name], p.detach()), name
+    assert not torch.equal(dict(fresh.named_parameters())["dnn.all_modules.3.weight"], state["all_modules.3.weight"])

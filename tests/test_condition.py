@@ -8,7 +8,7 @@ import torch
 from sgmse_nc.condition import (Condition, as_condition, cat_conditions, drop_condition, null_condition,
                                 stack_conditions, zero_condition)
 from sgmse_nc.sampling import guided_score
-from tests.conftest import TinyScoreNet
+from tests.helpers import TinyScoreNet
 
 
 def both(b=6, d=4, l=3, k=5):

@@ -46,6 +46,7 @@ def test_si_sdr_is_scale_invariant():
     for gain in (0.01, 0.5, 7.0):
         assert si_sdr(gain * noisy, s) == pytest.approx(base, abs=1e-4)
     assert si_sdr(0.3 * s, s) > 60
+    assert si_sdr(s + 0.05, s) > 60 and si_sdr(s, s - 0.05) > 60  # zero-mean: a DC offset is no error
 
 
 @pytest.mark.parametrize("snr", [0.0, 5.0, 10.0])

@@ -2,6 +2,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from sgmse_nc.condition import as_condition, null_condition
 from sgmse_nc.config import build_model_from_config
 from sgmse_nc.model import ScoreModel
 
@@ -44,15 +45,65 @@ def test_every_parameter_gets_a_gradient_even_when_all_conditions_are_dropped():
     assert not unused
 
 
+def trained_conditioning(model: ScoreModel) -> ScoreModel:
+    """A fresh model's conditioning projection and output layers are zero (the condition has no effect on
+    the score): perturb every weight, as training would."""
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for p in model.dnn.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
 def test_enhance_spec_any_length_with_and_without_guidance():
-    model = tiny_model().eval()
+    model = trained_conditioning(tiny_model()).eval()
     batch = fake_batch(b=2, frames=21)
+    assert not torch.equal(batch["x"], batch["y"])
     cond = model.encode(batch["r"], batch["r_wav"])
-    for w in (1.0, 2.0):
-        x = model.enhance_spec(batch["y"], cond, guidance_scale=w, N=3, generator=torch.Generator().manual_seed(0))
+    seed = lambda: torch.Generator().manual_seed(0)  # the same prior sample for every run
+    runs = {w: model.enhance_spec(batch["y"], cond, guidance_scale=w, name="ode", N=3, generator=seed())
+            for w in (0.0, 1.0, 3.0)}
+    for x in runs.values():
         assert x.shape == batch["y"].shape and torch.isfinite(torch.view_as_real(x)).all()
+    assert not torch.allclose(runs[1.0], runs[3.0])  # the scale reaches the sampler
+    # w = 0 is the unconditional score: the same as sampling with the null condition at w = 1
+    unconditional = model.enhance_spec(batch["y"], None, name="ode", N=3, generator=seed())
+    torch.testing.assert_close(runs[0.0], unconditional, rtol=1e-4, atol=1e-5)
     x = model.enhance_spec(batch["y"], None, N=2)  # conditional model, no reference: null condition
     assert x.shape == batch["y"].shape
+
+
+def test_guided_score_of_the_model_is_s_u_plus_w_times_the_difference(monkeypatch):
+    model = trained_conditioning(tiny_model()).eval()
+    batch = fake_batch(b=2, frames=16)
+    cond = model.encode(batch["r"], batch["r_wav"])
+    scores = {}
+
+    def capture(score, prediction, sde, y, **kw):  # the score callable enhance_spec hands its sampler
+        scores["fn"] = score
+        return y, 0
+
+    monkeypatch.setattr("sgmse_nc.model.sample", capture)
+    x, t = batch["x"], torch.full((2,), 0.4)
+    with torch.no_grad():
+        s_c, s_u = model(x, batch["y"], t, cond), model(x, batch["y"], t, null_condition(as_condition(cond)))
+        assert (s_c - s_u).abs().mean() > 1e-3 * s_c.abs().mean()  # the condition matters
+        for w in (1.0, 2.5):
+            model.enhance_spec(batch["y"], cond, guidance_scale=w)
+            torch.testing.assert_close(scores["fn"](x, t), s_u + w * (s_c - s_u), rtol=1e-4, atol=1e-5)
+
+
+def test_training_drops_the_condition_with_its_probability(monkeypatch):
+    """With cond_drop_prob = 1 every training example reaches the network with the null condition;
+    in eval mode (validation loss) and with probability 0 the encoded condition reaches it."""
+    seen = []
+    for prob, training in ((1.0, True), (1.0, False), (0.0, True)):
+        model = tiny_model(cond_drop_prob=prob).train(training)
+        forward = model.dnn.forward
+        monkeypatch.setattr(model.dnn, "forward", lambda x, y, t, cond=None: seen.append(cond) or forward(x, y, t, cond))
+        model._loss(fake_batch(b=4))
+        embedding = as_condition(seen[-1]).embedding
+        assert (not embedding.any()) == (prob == 1.0 and training), (prob, training)
 
 
 def test_checkpoint_keeps_raw_weights_and_ema_for_inference(tmp_path):

@@ -4,12 +4,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from sgmse_nc.nets import NCSNpp, count_parameters
 from sgmse_nc.nets import layers, resample
-from sgmse_nc.nets.resample import fir_downsample, fir_kernel_2d, fir_upsample, upfirdn2d
+from sgmse_nc.nets.layers import Combine
+from sgmse_nc.nets.resample import (Resample, fir_downsample, fir_kernel_2d, fir_upsample, naive_downsample,
+                                     naive_upsample, upfirdn2d)
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # sha256 over "key:shape" lines of the reference sgmse NCSNpp() state dict (sp-uhh/sgmse ae690e8)
@@ -171,13 +174,78 @@ def test_fir_resampling_keeps_constants_and_matches_definition():
     torch.testing.assert_close(out[0, 0], expected)
 
 
-def test_non_fir_and_other_progressive_options_run():
-    x_t, y = spectrograms(1, 64)
-    for options in ({"fir": False}, {"progressive": "none", "progressive_combine": "cat"},
-                    {"progressive_input": "none"}):
-        net = NCSNpp(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(128,), **options)
-        with torch.no_grad():
-            assert net(x_t, y, torch.tensor([0.5])).shape == x_t.shape
+SMALL = dict(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(64,))
+
+
+def perturbed(net: NCSNpp) -> NCSNpp:
+    """Every weight non-zero, as after training (zero-initialised layers would hide the paths under test)."""
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net.eval()
+
+
+def test_non_fir_option_resamples_naively_everywhere():
+    x = torch.randn(1, 2, 8, 6)
+    torch.testing.assert_close(naive_downsample(x), F.avg_pool2d(x, 2))
+    up = naive_upsample(x)
+    assert up.shape == (1, 2, 16, 12) and torch.equal(up[..., 1::2, ::2], x) and torch.equal(up[..., ::2, 1::2], x)
+    torch.manual_seed(0)
+    naive = perturbed(NCSNpp(**SMALL, fir=False))
+    resamplers = [m for m in naive.modules() if isinstance(m, Resample)]
+    assert resamplers and not any(m.fir for m in resamplers)
+    fir = NCSNpp(**SMALL).eval()
+    fir.load_state_dict(naive.state_dict())  # same weights: only the resampling differs
+    x_t, y = spectrograms(1, 32)
+    t = torch.tensor([0.5])
+    with torch.no_grad():
+        assert not torch.allclose(naive(x_t, y, t), fir(x_t, y, t))
+
+
+def _output_heads(net: NCSNpp) -> list[torch.nn.Conv2d]:
+    return [m for m in net.all_modules if isinstance(m, torch.nn.Conv2d) and m.out_channels == 4]
+
+
+@pytest.mark.parametrize("progressive", ["output_skip", "none"])
+def test_progressive_output_sums_every_level_or_only_the_last(progressive):
+    net = perturbed(NCSNpp(**SMALL, progressive=progressive))
+    heads = _output_heads(net)
+    assert len(heads) == (len(SMALL["ch_mult"]) if progressive == "output_skip" else 1)
+    with torch.no_grad():  # silence the finest level's head (and the output bias)
+        for p in (heads[-1].weight, heads[-1].bias, net.output_layer.bias):
+            p.zero_()
+        score = net(*spectrograms(1, 32), torch.tensor([0.5]))
+    if progressive == "none":
+        assert not score.abs().any()  # the last head is the only way out
+    else:
+        assert score.abs().mean() > 1e-4  # the coarser levels' heads reach the output through the pyramid
+
+
+@pytest.mark.parametrize("progressive_input", ["input_skip", "none"])
+def test_progressive_input_feeds_the_pyramid_to_every_down_level(progressive_input):
+    net = perturbed(NCSNpp(**SMALL, progressive_input=progressive_input))
+    calls = []
+    net.pyramid_downsample.register_forward_hook(lambda module, args, out: calls.append(out.shape[-2:]))
+    with torch.no_grad():
+        net(*spectrograms(1, 32), torch.tensor([0.5]))
+    expected = [(128, 16), (64, 8)] if progressive_input == "input_skip" else []
+    assert [tuple(s) for s in calls] == expected
+
+
+def test_progressive_combine_sums_or_concatenates():
+    pyramid, h = torch.randn(1, 4, 8, 8), torch.randn(1, 6, 8, 8)
+    for method in ("sum", "cat"):
+        combine = Combine(4, 6, method=method)
+        p = combine.Conv_0(pyramid)
+        expected = p + h if method == "sum" else torch.cat([p, h], dim=1)
+        torch.testing.assert_close(combine(pyramid, h), expected)
+    x_t, y = spectrograms(1, 32)
+    with torch.no_grad():
+        assert perturbed(NCSNpp(**SMALL, progressive_combine="cat"))(x_t, y, torch.tensor([0.5])).shape == x_t.shape
+
+
+def test_resblock_type_other_than_biggan_is_refused():
     with pytest.raises(ValueError, match="biggan"):
         NCSNpp(resblock_type="ddpm")
 

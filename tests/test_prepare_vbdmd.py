@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -18,44 +17,9 @@ from sgmse_nc.data.errors import PrepareError
 from sgmse_nc.data.prepare import main
 from sgmse_nc.data.vbdmd import prepare_vbdmd
 from sgmse_nc.io import temp_name
+from tests.helpers import SOURCE_RATE, TRAIN_LOG, TEST_LOG, make_release
 
-SOURCE_RATE = 48000
-# id -> (noise label, SNR dB); p226/p287 are the validation speakers, p232/p257 the official test speakers
-TRAIN_LOG = {"p226_001": ("cafe", 5.0), "p226_002": ("babble", 10.0), "p250_001": ("babble", 15.0),
-             "p250_002": ("cafe", 0.0), "p250_003": ("white", 5.0), "p287_001": ("cafe", 0.0)}
-TEST_LOG = {"p232_001": ("bus", 2.5), "p232_002": ("cafe", 7.5), "p257_001": ("bus", 12.5),
-            "p257_002": ("cafe", 17.5)}
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
-def synthetic_pair(index: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
-    """A tone with an envelope (clean) and clean + white noise (noisy), distinct per index."""
-    rng = np.random.default_rng(index)
-    t = np.arange(int(seconds * SOURCE_RATE)) / SOURCE_RATE
-    clean = 0.2 * np.sin(2 * np.pi * (150 + 20 * index) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))
-    noisy = clean + 0.05 * rng.standard_normal(t.size)
-    return clean.astype(np.float32), noisy.astype(np.float32)
-
-
-def make_release(src: Path, clean_train="clean_trainset_28spk_wav", noisy_train="noisy_trainset_28spk_wav",
-                 clean_test="clean_testset_wav", noisy_test="noisy_testset_wav", log_dir="logfiles",
-                 suffix=".wav") -> Path:
-    """The official folder layout at 48 kHz (0.5–0.9 s signals) with its log files and the unrelated ones."""
-    index = 0
-    for log, clean_dir, noisy_dir, log_name in ((TRAIN_LOG, clean_train, noisy_train, "log_trainset_28spk.txt"),
-                                                (TEST_LOG, clean_test, noisy_test, "log_testset.txt")):
-        for utt in log:
-            clean, noisy = synthetic_pair(index, 0.5 + 0.1 * (index % 5))
-            for folder, wav in ((clean_dir, clean), (noisy_dir, noisy)):
-                (src / folder).mkdir(parents=True, exist_ok=True)
-                sf.write(src / folder / f"{utt}{suffix}", wav, SOURCE_RATE, subtype="PCM_16")
-            index += 1
-        (src / log_dir).mkdir(parents=True, exist_ok=True)
-        (src / log_dir / log_name).write_text("".join(f"{u} {lab} {snr:.6e}\n" for u, (lab, snr) in log.items()))
-    # the release also ships these; they must not be mistaken for the 28-speaker logs
-    (src / log_dir / "log_trainset_56spk.txt").write_text("p234_001 cafe 5.000000e+00\n")
-    (src / log_dir / "log_readme.txt").write_text("noise type and SNR per utterance\n")
-    return src
 
 
 def snapshot(root: Path) -> dict:

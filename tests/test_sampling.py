@@ -5,7 +5,7 @@ from sgmse_nc.condition import drop_condition, null_condition
 from sgmse_nc.sampling import (SAMPLERS, as_prediction, get_sampler, get_timesteps, guided_score, sample,
                                sampler_settings)
 from sgmse_nc.sde import OUVESDE, SBVESDE
-from tests.conftest import TinyScoreNet
+from tests.helpers import TinyScoreNet
 
 
 def _y(b=2, f=8, t=16, dtype=torch.complex64):

@@ -1,11 +1,15 @@
 """The README's flow end to end on a tiny synthetic corpus: train.py (Hydra) -> enhance.py -> evaluate.py."""
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 import torch
+
+from sgmse_nc.metrics import si_sdr
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +52,13 @@ def test_train_resume_enhance_evaluate(tmp_path):
     run("evaluate.py", "--enhanced", str(enhanced), "--clean", str(test / "clean"), "--noisy", str(test / "noisy"),
         "--out", str(out))
     summary = json.loads((out / "summary.json").read_text())
-    assert "si_sdr" in json.dumps(summary)
+    assert summary["n_files"] == 3
+    for metric in ("pesq", "estoi", "si_sdr"):
+        for signal in ("enhanced", "noisy", "improvement"):
+            assert summary[signal][metric]["n"] == 3 and math.isfinite(summary[signal][metric]["mean"])
+    # the table's SI-SDR is the mean of the files' SI-SDR, computed here independently
+    files = sorted((test / "clean").glob("*.wav"))
+    own = [float(si_sdr(sf.read(enhanced / f.name)[0], sf.read(f)[0])) for f in files]
+    assert summary["enhanced"]["si_sdr"]["mean"] == pytest.approx(sum(own) / len(own), abs=1e-6)
     assert (out / "summary.md").read_text().count("±") >= 3
 

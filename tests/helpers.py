@@ -1,0 +1,64 @@
+"""Helpers shared by several test modules (test modules never import each other)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+# ---- a synthetic stand-in of the official 48 kHz VoiceBank-DEMAND release ------------------------------
+
+SOURCE_RATE = 48000
+# id -> (noise label, SNR dB); p226/p287 are the validation speakers, p232/p257 the official test speakers
+TRAIN_LOG = {"p226_001": ("cafe", 5.0), "p226_002": ("babble", 10.0), "p250_001": ("babble", 15.0),
+             "p250_002": ("cafe", 0.0), "p250_003": ("white", 5.0), "p287_001": ("cafe", 0.0)}
+TEST_LOG = {"p232_001": ("bus", 2.5), "p232_002": ("cafe", 7.5), "p257_001": ("bus", 12.5),
+            "p257_002": ("cafe", 17.5)}
+
+
+def synthetic_pair(index: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """A tone with an envelope (clean) and clean + white noise (noisy), distinct per index."""
+    rng = np.random.default_rng(index)
+    t = np.arange(int(seconds * SOURCE_RATE)) / SOURCE_RATE
+    clean = 0.2 * np.sin(2 * np.pi * (150 + 20 * index) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))
+    noisy = clean + 0.05 * rng.standard_normal(t.size)
+    return clean.astype(np.float32), noisy.astype(np.float32)
+
+
+def make_release(src: Path, clean_train="clean_trainset_28spk_wav", noisy_train="noisy_trainset_28spk_wav",
+                 clean_test="clean_testset_wav", noisy_test="noisy_testset_wav", log_dir="logfiles",
+                 suffix=".wav") -> Path:
+    """The official folder layout at 48 kHz (0.5–0.9 s signals) with its log files and the unrelated ones."""
+    index = 0
+    for log, clean_dir, noisy_dir, log_name in ((TRAIN_LOG, clean_train, noisy_train, "log_trainset_28spk.txt"),
+                                                (TEST_LOG, clean_test, noisy_test, "log_testset.txt")):
+        for utt in log:
+            clean, noisy = synthetic_pair(index, 0.5 + 0.1 * (index % 5))
+            for folder, wav in ((clean_dir, clean), (noisy_dir, noisy)):
+                (src / folder).mkdir(parents=True, exist_ok=True)
+                sf.write(src / folder / f"{utt}{suffix}", wav, SOURCE_RATE, subtype="PCM_16")
+            index += 1
+        (src / log_dir).mkdir(parents=True, exist_ok=True)
+        (src / log_dir / log_name).write_text("".join(f"{u} {lab} {snr:.6e}\n" for u, (lab, snr) in log.items()))
+    # the release also ships these; they must not be mistaken for the 28-speaker logs
+    (src / log_dir / "log_trainset_56spk.txt").write_text("p234_001 cafe 5.000000e+00\n")
+    (src / log_dir / "log_readme.txt").write_text("noise type and SNR per utterance\n")
+    return src
+
+
+# ---- score networks -------------------------------------------------------------------------------------
+
+class TinyScoreNet(torch.nn.Module):
+    """A minimal score network with the backbone's call signature, for sampler/guidance tests."""
+
+    def __init__(self, cond_dim: int = 0):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.5))
+        self.cond = torch.nn.Linear(cond_dim, 1) if cond_dim else None
+
+    def forward(self, x, y, t, cond=None):
+        s = -(x - y) * self.w / t.view(-1, 1, 1, 1)
+        if self.cond is not None:
+            s = s * (1 + self.cond(cond).view(-1, 1, 1, 1))
+        return s
