@@ -28,9 +28,8 @@ def build(name: str, cond_dim: int, device: str = "cpu"):
     from hydra.utils import instantiate
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name=f"backbone/{name}")
-    cfg.backbone.cond_dim = cond_dim
     with torch.device(device):
-        return instantiate(cfg.backbone)
+        return instantiate(cfg.backbone, cond_dim=cond_dim)
 
 
 def peak_rss_mib() -> float:

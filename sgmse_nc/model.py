@@ -3,6 +3,7 @@ enhancement with metrics. Sub-modules are built from plain config dicts stored a
 checkpoint alone rebuilds the model (`load_for_inference`)."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -38,7 +39,6 @@ class ScoreModel(pl.LightningModule):
         self.save_hyperparameters()
         self.encoder = build_encoder(**(encoder or {"name": "none"}))
         # `dnn` mirrors SGMSE+'s attribute name, so its checkpoints' `dnn.*` keys map one to one.
-        backbone = {k: v for k, v in backbone.items() if k != "cond_dim"}
         self.dnn = instantiate(backbone, cond_dim=self.encoder.embed_dim, token_dim=self.encoder.token_dim)
         if loss_type not in LOSS_TYPES:
             raise ValueError(f"model.loss_type={loss_type!r}: choose one of {sorted(LOSS_TYPES)}.")
@@ -178,11 +178,18 @@ class ScoreModel(pl.LightningModule):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: checkpoint not found. Point --ckpt at a .ckpt written by train.py "
                                     f"(e.g. outputs/<run>/checkpoints/last.ckpt).")
-        try:
-            model = cls.load_from_checkpoint(str(path), map_location=map_location, weights_only=False)
-        except (KeyError, TypeError, RuntimeError) as err:
-            raise ValueError(f"{path}: not a sgmse_nc checkpoint ({err}). For an SGMSE+ checkpoint use "
-                             f"sgmse_nc.checkpoints.load_sgmse_checkpoint.") from err
+        hint = "For an SGMSE+ checkpoint use sgmse_nc.checkpoints.load_sgmse_checkpoint."
+        try:  # ours hold only tensors and plain containers; mmap: nothing is read into memory twice
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:  # foreign classes, not a torch zip file
+            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            raise ValueError(f"{path}: not a sgmse_nc checkpoint ({reason}). {hint}") from None
+        hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+        if not isinstance(hparams, dict) or "backbone" not in hparams or "state_dict" not in ckpt:
+            raise ValueError(f"{path}: not a sgmse_nc checkpoint (no model hyper-parameters or weights). {hint}")
+        del ckpt
+        # Anything failing from here on is a real error in a checkpoint of ours: it is not relabelled.
+        model = cls.load_from_checkpoint(str(path), map_location=map_location, weights_only=False)
         if use_ema:
             model.ema.copy_to(model)
         return model.eval()

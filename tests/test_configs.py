@@ -27,6 +27,7 @@ def test_experiment_composes_and_builds(name):
     cfg = compose_experiment(name)
     assert cfg.experiment_name == name
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    assert "cond_dim" not in cfg.backbone  # the model takes it from the encoder
     with torch.device("meta"):
         model = build_model(cfg)
     assert next(model.dnn.parameters()).is_meta

@@ -127,3 +127,23 @@ def test_checkpoint_keeps_raw_weights_and_ema_for_inference(tmp_path):
 def test_missing_checkpoint_message_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         ScoreModel.load_for_inference(tmp_path / "nope.ckpt")
+
+
+def test_load_for_inference_relabels_only_files_that_are_not_ours(tmp_path):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(bytes(range(256)) * 8)
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "global_step": 3}, other)
+    for path in (junk, other):
+        with pytest.raises(ValueError, match=f"{path.name}: not a sgmse_nc checkpoint"):
+            ScoreModel.load_for_inference(path)
+    # one of ours with a broken weight is a real error, reported as such (not "not a sgmse_nc checkpoint")
+    model = tiny_model(encoder="none")
+    state = model.state_dict()
+    key = next(k for k in state if k.endswith("weight"))
+    state[key] = torch.zeros(1)
+    broken = tmp_path / "broken.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": dict(model.hparams), "global_step": 1,
+                "pytorch-lightning_version": pl.__version__}, broken)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        ScoreModel.load_for_inference(broken)

@@ -23,8 +23,7 @@ REFERENCE_NUM_PARAMETERS = 65_590_822
 def backbone_from_config(name: str, cond_dim: int = 0) -> NCSNpp:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name=f"backbone/{name}")
-    cfg.backbone.cond_dim = cond_dim
-    return instantiate(cfg.backbone)
+    return instantiate(cfg.backbone, cond_dim=cond_dim)
 
 
 def spectrograms(batch: int, frames: int, seed: int = 0):
