@@ -24,6 +24,10 @@ def parse_args(argv=None):
                    help="folder of noisy wav/flac files (searched recursively), one file, or a list file")
     p.add_argument("--out", required=True, help="output folder (same relative names); existing files are skipped")
     p.add_argument("--ref-dir", default=None, help="noise-only references with the same names (omit: unconditional)")
+    p.add_argument("--ref-strategy", choices=["noise_ref_dir", "from_noisy_pauses", "none"], default=None,
+                   help="where references come from: noise_ref_dir (--ref-dir; the default when it is given), "
+                        "from_noisy_pauses (the pauses of each noisy file, found by a VAD), none (unconditional)")
+    p.add_argument("--ref-seconds", type=float, default=1.0, help="reference length for from_noisy_pauses")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale w (default: the model's)")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default=None,
                    help="default: the checkpoint's (conf/sampler/ at training); another sampler starts from its "
@@ -69,7 +73,8 @@ def _run(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    summary = enhance_folder(args.ckpt, args.noisy, args.out, ref_dir=args.ref_dir, device=device,
+    summary = enhance_folder(args.ckpt, args.noisy, args.out, ref_dir=args.ref_dir, ref_strategy=args.ref_strategy,
+                             ref_seconds=args.ref_seconds, device=device,
                              batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
                              guidance_scale=args.guidance, resample=args.resample, overwrite=args.overwrite,
                              seed=args.seed, use_ema=not args.raw_weights, skip_bad=args.skip_bad,

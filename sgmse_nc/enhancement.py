@@ -348,7 +348,8 @@ def _read_checkpoint(path: Path) -> dict:
 def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", batch_size: int = 4,
                    chunk_seconds: float = DEFAULT_CHUNK_SECONDS, guidance_scale: float | None = None,
                    resample: bool = False, overwrite: bool = False, seed: int | None = 0, use_ema: bool = True,
-                   skip_bad: bool = False, channels: str | None = None, **sampler_overrides) -> dict:
+                   skip_bad: bool = False, channels: str | None = None, ref_strategy: str | None = None,
+                   ref_seconds: float = 1.0, **sampler_overrides) -> dict:
     """Enhance the inputs of `noisy_dir` (a folder, an audio file or a list file) into `out_dir` (same relative
     names, input length, rate and channels).
 
@@ -357,7 +358,15 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
     same relative names (None: unconditional). Files already in `out_dir` are skipped unless `overwrite`, so
     an interrupted run resumes; inputs are never written to. Returns the summary: files, enhanced,
     skipped_existing, skipped_bad / failed ({name: reason}).
+    ref_strategy: noise_ref_dir (the default with a ref_dir), from_noisy_pauses (a `ref_seconds` reference from
+    the pauses of each noisy file, sgmse_nc.data.pauses) or none (the default without a ref_dir).
     """
+    ref_strategy = ref_strategy or ("noise_ref_dir" if ref_dir else "none")
+    if ref_strategy not in REF_STRATEGIES:
+        raise UserError(f"--ref-strategy {ref_strategy}: choose one of {', '.join(REF_STRATEGIES)}.")
+    if (ref_strategy == "noise_ref_dir") != bool(ref_dir):
+        raise UserError("--ref-dir goes with --ref-strategy noise_ref_dir (and only with it).")
+    pauses = ref_strategy == "from_noisy_pauses"
     check_options(batch_size, chunk_seconds, guidance_scale, channels=channels, **sampler_overrides)
     out_dir = Path(out_dir)
     inputs, folder = collect_inputs(noisy_dir, ref_dir)
@@ -371,7 +380,8 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
     settings = {"ckpt": str(Path(ckpt).resolve()), "ckpt_step": state.get("global_step"),
                 "ref_dir": str(Path(ref_dir).resolve()) if ref_dir else None, "guidance_scale": guidance_scale,
                 "use_ema": use_ema, "seed": seed, "chunk_seconds": chunk_seconds, "resample": resample,
-                "channels": channels, **sampler_overrides}
+                "channels": channels, **sampler_overrides,
+                **({"ref_strategy": ref_strategy, "ref_seconds": ref_seconds} if pauses else {})}
     del state
     _check_settings(out_dir, settings, overwrite)
     remove_leftovers(out_dir)  # temporary files of writes a killed run left behind
@@ -389,7 +399,8 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
         log.warning("%s is an unconditional model: the references in %s are not used", ckpt, ref_dir)
     try:
         _FolderRun(model, usable, headers, done, out_dir, resample, channels, batch_size, chunk_seconds,
-                   seed, guidance_scale, sampler_overrides, skip_bad, summary).run()
+                   seed, guidance_scale, sampler_overrides, skip_bad, summary,
+                   pause_seconds=ref_seconds if pauses else None).run()
     except KeyboardInterrupt:
         left = len(usable) - len(done) - summary["enhanced"] - len(summary["failed"])
         raise Interrupted(f"{summary['enhanced']} file(s) finished in {out_dir} this run ({len(done)} were "
@@ -403,8 +414,10 @@ class _FolderRun:
     batch comes and writing it as soon as all its chunks are enhanced."""
 
     def __init__(self, model, inputs, headers, done, out_dir, resample, channels, batch_size, chunk_seconds,
-                 seed, guidance_scale, sampler_overrides, skip_bad, summary):
+                 seed, guidance_scale, sampler_overrides, skip_bad, summary, pause_seconds=None):
         from tqdm import tqdm
+
+        self.pause_seconds = pause_seconds  # from_noisy_pauses: references from each input's own pauses
 
         self.model, self.inputs, self.done, self.out_dir = model, inputs, done, out_dir
         self.resample, self.channels, self.skip_bad, self.summary = resample, channels, skip_bad, summary
@@ -468,7 +481,9 @@ class _FolderRun:
         try:
             noisy = read_audio(item.noisy, SAMPLE_RATE, resample=self.resample, mono="all")
             reference = None
-            if item.reference is not None:
+            if self.pause_seconds is not None:
+                reference = _pause_reference(item.noisy, noisy.mean(0), self.pause_seconds)
+            elif item.reference is not None:
                 reference = read_audio(item.reference, SAMPLE_RATE, resample=self.resample, mono="mean",
                                        min_samples=self.model.spec.n_fft)
                 if rms(reference) < SILENT_REFERENCE_RMS:
@@ -506,6 +521,19 @@ class _FolderRun:
                             f"then rerun the same command to resume.") from None
         self.summary["enhanced"] += 1
         self.bar.update(1)
+
+
+REF_STRATEGIES = ("noise_ref_dir", "from_noisy_pauses", "none")
+
+
+def _pause_reference(path, noisy: torch.Tensor, seconds: float) -> torch.Tensor:
+    """A reference from the pauses of `noisy` (the from_noisy_pauses strategy); NoPauseError names the file."""
+    from sgmse_nc.data.pauses import NoPauseError, reference_from_noisy_pauses
+
+    try:
+        return reference_from_noisy_pauses(noisy, SAMPLE_RATE, seconds)
+    except NoPauseError as err:
+        raise NoPauseError(f"{path}: {err}") from None
 
 
 # ------------------------------------------------------------------------------------------ settings record
