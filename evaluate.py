@@ -22,7 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--enhanced", required=True, nargs="+", metavar="[NAME=]DIR",
                         help="folder of enhanced wavs; several (name=DIR ...) give one comparison table")
-    parser.add_argument("--clean", required=True, help="folder of clean references (same relative paths)")
+    parser.add_argument("--clean", help="folder of clean references (same relative paths); optional with --dnsmos")
     parser.add_argument("--noisy", help="folder of noisy inputs: adds their metrics and the improvement")
     parser.add_argument("--out", help="output folder (default: <enhanced>_eval beside the enhanced folder)")
     parser.add_argument("--manifest", help="CSV with an `id` column (path relative to --clean, no extension)")
@@ -35,6 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--allow-missing", action="store_true",
                         help="evaluate the files present in all folders instead of failing on missing ones")
     parser.add_argument("--no-plot", action="store_true", help="skip the box plots")
+    parser.add_argument("--dnsmos", action="store_true",
+                        help="add DNSMOS SIG/BAK/OVRL (non-intrusive, offline; extra: pip install -e '.[dnsmos]'); "
+                             "without --clean only DNSMOS is computed (real recordings), the noisy input's beside")
     return parser.parse_args(argv)
 
 
@@ -62,17 +65,26 @@ def main(argv=None) -> int:
 
 def _run(argv=None) -> int:
     args = parse_args(argv)
-    from sgmse_nc.evaluation import evaluate_folders  # after parsing: --help stays fast
+    from sgmse_nc.evaluation import EvaluationError, default_out_dir, evaluate_folders  # after parsing: fast --help
 
     metrics = ["pesq" if args.pesq_mode == "wb" else "pesq_nb"] + ([] if args.no_estoi else ["estoi"]) + ["si_sdr"]
     group_by = [g.strip() for g in args.group_by.split(",") if g.strip()]
-    if len(args.enhanced) > 1 or "=" in args.enhanced[0]:
+    from sgmse_nc.dnsmos import evaluate_dnsmos
+
+    several = len(args.enhanced) > 1 or "=" in args.enhanced[0]
+    if args.clean is None and (several or not args.dnsmos):
+        raise EvaluationError("--clean is needed (the references of PESQ / ESTOI / SI-SDR); only --dnsmos on "
+                              "one enhanced folder runs without it.")
+    if args.clean is None:
+        evaluate_dnsmos(args.enhanced[0], args.noisy, args.out, args.manifest, group_by)
+        return 0
+    if several:
         from sgmse_nc.comparison import compare_folders
 
         result = compare_folders(named_folders(args.enhanced), args.clean, noisy_dir=args.noisy,
                                  out_dir=args.out, manifest=args.manifest, group_by=group_by,
                                  metrics=metrics, num_workers=args.workers, allow_missing=args.allow_missing,
-                                 sample_rate=args.sample_rate)
+                                 sample_rate=args.sample_rate, dnsmos=args.dnsmos)
         failed = [s["labels"]["system"] for s in result["systems"] if s["error"]]
         if failed:
             print(f"error: {len(failed)} folder(s) could not be evaluated ({', '.join(failed)}); their rows "
@@ -83,6 +95,9 @@ def _run(argv=None) -> int:
                      manifest=args.manifest, group_by=group_by,
                      num_workers=args.workers, metrics=metrics, sample_rate=args.sample_rate,
                      allow_missing=args.allow_missing, plot=not args.no_plot)
+    if args.dnsmos:
+        evaluate_dnsmos(args.enhanced[0], args.noisy, args.out or default_out_dir(args.enhanced[0]), args.manifest,
+                        group_by)
     return 0
 
 

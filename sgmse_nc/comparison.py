@@ -220,11 +220,12 @@ def _safe_name(name: str) -> str:
 
 def compare_folders(enhanced: dict[str, Path], clean_dir, noisy_dir=None, out_dir=None, manifest=None,
                     group_by=(), metrics=None, num_workers: int = 1, allow_missing: bool = False,
-                    sample_rate: int = 16000, quiet: bool = False) -> dict:
+                    sample_rate: int = 16000, dnsmos: bool = False, quiet: bool = False) -> dict:
     """Score each enhanced folder (name -> folder) and the noisy input against one clean set; write the
     comparison into out_dir (each system's per-file rows in out_dir/<name>/, reused on a rerun).
 
     A folder that cannot be evaluated (missing files, wrong lengths) keeps its row, marked FAILED.
+    dnsmos: add DNSMOS SIG / BAK / OVRL columns (the optional extra, sgmse_nc.dnsmos).
     """
     from sgmse_nc.evaluation import EvaluationError, evaluate_folders, load_groups
     from sgmse_nc.metrics import DEFAULT_METRICS
@@ -236,17 +237,28 @@ def compare_folders(enhanced: dict[str, Path], clean_dir, noisy_dir=None, out_di
         raise EvaluationError(f"'{NOISY}' names the noisy input's row; give that enhanced folder another name.")
     out_dir = Path(out_dir)
     common = dict(clean_dir=clean_dir, manifest=manifest, group_by=group_by, num_workers=num_workers,
-                  metrics=metrics, sample_rate=sample_rate, allow_missing=allow_missing, plot=False, quiet=True)
-    noisy = None
-    if noisy_dir is not None:
-        evaluate_folders(noisy_dir, out_dir=out_dir / NOISY, **common)
-        noisy = read_per_file(out_dir / NOISY / "per_file.csv")
+                  metrics=tuple(m for m in metrics if m in METRIC_INFO), sample_rate=sample_rate, allow_missing=allow_missing, plot=False, quiet=True)
+
+    def scored(folder, sub: Path) -> pd.DataFrame:
+        evaluate_folders(folder, out_dir=sub, **common)
+        table = read_per_file(sub / "per_file.csv")
+        if dnsmos:
+            from sgmse_nc.dnsmos import dnsmos_folder
+
+            table = table.merge(dnsmos_folder(folder, sub / "dnsmos.csv", quiet=True).drop(columns="key"),
+                                on="id", how="left")
+        return table
+
+    if dnsmos:
+        from sgmse_nc.dnsmos import METRICS as DNSMOS_METRICS, _model
+
+        _model()  # the optional extra missing: say so before any work
+        metrics = metrics + DNSMOS_METRICS
+    noisy = scored(noisy_dir, out_dir / NOISY) if noisy_dir is not None else None
     systems = []
     for name, folder in enhanced.items():
-        sub = out_dir / _safe_name(name)
         try:
-            evaluate_folders(folder, out_dir=sub, **common)
-            systems.append(System({"system": name}, read_per_file(sub / "per_file.csv")))
+            systems.append(System({"system": name}, scored(folder, out_dir / _safe_name(name))))
         except EvaluationError as err:
             systems.append(System({"system": name}, error=str(err)))
     ids = sorted(set().union(*[set(s.per_file["id"]) for s in systems if s.per_file is not None],

@@ -257,12 +257,27 @@ def run_report(cfg) -> dict:
     finally:
         scorer.close()
 
-    tables = {}
-    for set_name, test_set in sets.items():
+    for set_name in sets:
         noisy_error = results[(comparison.NOISY, set_name, "")]
         if noisy_error:
             raise ReportError(f"test set {set_name}: its noisy input could not be scored ({noisy_error}).")
-        tables[set_name] = write_set_tables(cfg, set_name, test_set, runs, conds, results, work, references)
+    extra: dict[str, list] = {name: [] for name in sets}  # w = auto rows from the diagnostics
+    diag = cfg.get("diagnostics") or {}
+    for run in runs:
+        if diag.get("enabled", False) and run.conditional:
+            try:
+                for set_name, system in run_diagnostics(cfg, run, sets, conds, results, work, references).items():
+                    extra[set_name].append(system)
+            except Exception as err:  # noqa: BLE001 - diagnostics must not cost the tables
+                log.error("diagnostics of run %s failed:\n%s", run.name, traceback.format_exc())
+                if diag.get("auto", False):
+                    for set_name in sets:
+                        extra[set_name].append(comparison.System(
+                            {"run": run.name, "w": "auto"}, error=f"diagnostics failed: {_error(err)}"))
+    tables = {}
+    for set_name, test_set in sets.items():
+        tables[set_name] = write_set_tables(cfg, set_name, test_set, runs, conds, results, work, references,
+                                            extra[set_name])
     write_report(cfg, runs, sets, tables, sampler)
     return tables
 
@@ -277,7 +292,8 @@ def _system(run: Run, cond: Condition, per_file_dir: Path, error: str | None, se
     return comparison.System(labels, comparison.read_per_file(per_file_dir / "per_file.csv"), notes=notes)
 
 
-def _set_comparison(cfg, set_name, test_set, runs, conds, results, work, references, only: Run | None = None):
+def _set_comparison(cfg, set_name, test_set, runs, conds, results, work, references, extra=(),
+                    only: Run | None = None):
     group_cols = [g for g in (cfg.get("group_by") or []) if g in pd.read_csv(test_set / "manifest.csv", nrows=0)]
     noisy = comparison.read_per_file(work / "noisy" / set_name / "eval" / "per_file.csv")
     systems = []
@@ -286,8 +302,85 @@ def _set_comparison(cfg, set_name, test_set, runs, conds, results, work, referen
             key = cond.key if run.conditional else f"{NULL}_w0"
             systems.append(_system(run, cond, work / run.name / set_name / key / "eval",
                                    results[(run.name, set_name, cond.key)], len(references) > 1))
+        systems += [s for s in extra if s.labels["run"] == run.name]
     groups = load_groups(test_set / "manifest.csv", list(noisy["id"]), group_cols) if group_cols else None
     return comparison.compare(systems, cfg.metrics, noisy, groups, group_cols)
+
+
+def _train_references(cfg, run: Run, work: Path) -> tuple[Path, Path]:
+    """(reference folder, noisy folder) the run was trained on: diagnostics.train_set, else the run's training
+    data; a folder without noise_ref/ gives its own noisy − clean (what same_utterance training used)."""
+    folder = cfg.diagnostics.get("train_set")
+    if folder is None and run.folder is not None and (run.folder / "config.yaml").is_file():
+        train = OmegaConf.select(OmegaConf.load(run.folder / "config.yaml"), "data.train", default=None)
+        if train is not None and train.get("root") and train.get("subset"):
+            folder = Path(train.root) / train.subset
+    if folder is None or not (Path(folder) / "noisy").is_dir():
+        raise ReportError(f"run {run.name}: no training references found for the diagnostics; set "
+                          f"diagnostics.train_set=<folder with noisy/ and noise_ref/ (or clean/)>.")
+    folder = Path(folder)
+    if (folder / "noise_ref").is_dir():
+        return folder / "noise_ref", folder / "noisy"
+    return oracle_references(folder, work / "train_refs" / run.name), folder / "noisy"
+
+
+def run_diagnostics(cfg, run: Run, sets: dict, conds, results, work, references) -> dict:
+    """Embedding map, stats and OOD scores of `run` (into out_dir/diagnostics/<run>/); the improvement per
+    OOD bin and w; with diagnostics.auto a w=auto system per set (returned, set -> System)."""
+    from sgmse_nc import diagnostics
+    from sgmse_nc.model import ScoreModel
+
+    diag = cfg.diagnostics
+    model = ScoreModel.load_for_inference(run.ckpt, map_location=cfg.get("device", "cpu"))
+    _, ref_files, noisy_files = diagnostics.set_references(*_train_references(cfg, run, work),
+                                                           limit=int(diag.max_train), seed=int(cfg.seed))
+    train = diagnostics.embed_files(model, ref_files, noisy_files)
+    reference = references[0]  # the strategy the map, the scores and w = auto use
+    embedded = {}
+    for set_name, test_set in sets.items():
+        ref_dir = work / "oracle" / set_name if reference == ORACLE_MIXED_NOISE else test_set / reference
+        ids, files, noisy = diagnostics.set_references(ref_dir, test_set / "noisy")
+        embedded[set_name] = (ids, diagnostics.embed_files(model, files, noisy))
+    metrics = list(cfg.metrics)
+    rows = []
+    for set_name in sets:
+        noisy = comparison.read_per_file(work / "noisy" / set_name / "eval" / "per_file.csv").set_index("id")
+        for cond in conds:
+            if results[(run.name, set_name, cond.key)]:
+                continue
+            table = comparison.read_per_file(work / run.name / set_name / cond.key / "eval" / "per_file.csv")
+            label = f"{cond.w:g}" if len(references) == 1 or cond.w == 0 else f"{cond.w:g} {cond.reference}"
+            part = pd.DataFrame({"set": set_name, "id": table["id"], "w": label})
+            for m in metrics:
+                part[f"delta_{m}"] = table[m].to_numpy() - noisy.loc[table["id"], m].to_numpy()
+            rows.append(part)
+    out = diagnostics.write_diagnostics(Path(cfg.out_dir) / "diagnostics" / run.name, train, embedded,
+                                        pd.concat(rows) if rows else None, metrics, diag.map, int(diag.k))
+    if not diag.get("auto", False):
+        return {}
+    return {set_name: _auto_system(run, set_name, out["scores"], conds, results, work, reference, diag)
+            for set_name in sets}
+
+
+def _auto_system(run, set_name, scores, conds, results, work, reference, diag):
+    """w = auto: per file the scale diagnostics.auto_guidance picks from its OOD score, that condition's row."""
+    from sgmse_nc import diagnostics
+
+    grid = {c.w: c for c in conds if c.w == 0 or c.reference == reference}
+    scores = scores[scores["set"] == set_name]
+    chosen = diagnostics.auto_guidance(scores["ood_score"].to_numpy(), list(grid), diag.s_lo, diag.s_hi)
+    labels = {"run": run.name, "w": "auto"}
+    failed = [f"{w:g}" for w in set(chosen) if results[(run.name, set_name, grid[w].key)]]
+    if failed:
+        return comparison.System(labels, error=f"w={', '.join(failed)} failed, which auto picks for some files")
+    parts = []
+    for w in sorted(set(chosen)):
+        table = comparison.read_per_file(work / run.name / set_name / grid[w].key / "eval" / "per_file.csv")
+        parts.append(table[table["id"].isin(scores["id"][chosen == w])])
+    counts = ", ".join(f"w={w:g}: {int((chosen == w).sum())}" for w in sorted(set(chosen)))
+    note = (f"w=auto: w(s) = {max(grid):g} · clip(({diag.s_hi:g} − s) / ({diag.s_hi:g} − {diag.s_lo:g}), 0, 1) "
+            f"of the OOD score s, snapped to the computed scales ({counts})")
+    return comparison.System(labels, pd.concat(parts, ignore_index=True), notes=[note])
 
 
 def _title(set_name: str, conds: list[Condition]) -> str:
@@ -295,9 +388,9 @@ def _title(set_name: str, conds: list[Condition]) -> str:
     return f"{set_name}" + (" — ORACLE references (the noise mixed into the input)" if oracle else "")
 
 
-def write_set_tables(cfg, set_name, test_set, runs, conds, results, work, references) -> dict:
+def write_set_tables(cfg, set_name, test_set, runs, conds, results, work, references, extra=()) -> dict:
     out = Path(cfg.out_dir) / set_name
-    result = _set_comparison(cfg, set_name, test_set, runs, conds, results, work, references)
+    result = _set_comparison(cfg, set_name, test_set, runs, conds, results, work, references, extra)
     comparison.write(result, out, _title(set_name, conds))
     plot_vs_w(result, out / "plot_vs_w.png")
     for run in runs:
@@ -305,7 +398,7 @@ def write_set_tables(cfg, set_name, test_set, runs, conds, results, work, refere
     plot_spectrograms(cfg, test_set, runs, conds, work, set_name, out / "spectrograms.png")
     for run in runs:  # each run folder gets its own rows
         if run.folder is not None:
-            own = _set_comparison(cfg, set_name, test_set, runs, conds, results, work, references, only=run)
+            own = _set_comparison(cfg, set_name, test_set, runs, conds, results, work, references, extra, only=run)
             comparison.write(own, run.folder / "reports" / Path(cfg.out_dir).name / set_name,
                              f"{run.name} on {_title(set_name, conds)}")
     return result
@@ -356,10 +449,13 @@ def plot_vs_w(result: dict, path: Path) -> None:
     fig = Figure(figsize=(4.2 * len(metrics), 3.4), layout="tight")
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
     lines: dict[str, list] = {}
+    autos: dict[str, dict] = {}  # w = auto has no abscissa: a dotted line at its mean
     for system in result["systems"]:
         labels = system["labels"]
         name = labels["run"] + (f" / {labels['reference']}" if "reference" in labels and labels["w"] != "0" else "")
-        if system["summary"] is not None:
+        if system["summary"] is not None and labels["w"] == "auto":
+            autos[labels["run"]] = system["summary"]["enhanced"]
+        elif system["summary"] is not None:
             lines.setdefault(name, []).append((float(labels["w"]), system["summary"]["enhanced"]))
     for ax, m in zip(axes, metrics):
         for name, points in lines.items():
@@ -368,6 +464,8 @@ def plot_vs_w(result: dict, path: Path) -> None:
             means = [p[1][m]["mean"] for p in points]
             stds = [p[1][m]["std"] for p in points]
             ax.errorbar(ws, means, yerr=stds, marker="o", capsize=3, label=name)
+        for name, stats in autos.items():
+            ax.axhline(stats[m]["mean"], linestyle=":", color="black", label=f"{name} w=auto")
         if result["noisy"] is not None:
             ax.axhline(result["noisy"]["enhanced"][m]["mean"], color="gray", linestyle="--", label="noisy")
         ax.set_xlabel("guidance scale w")

@@ -54,7 +54,8 @@ def test_every_run_and_w_appears_failures_marked_and_reruns_resume(tmp_path, spe
     monkeypatch.setattr(enhancement, "enhance_folder", fake_enhance)
     cfg = load_config("default", [f"+runs.r1={tmp_path / 'r1'}", f"+runs.r2={tmp_path / 'r2'}",
                                   *[f"+sets.{k}={v}" for k, v in sets.items()], "guidance=[0,1,3]",
-                                  f"out_dir={tmp_path / 'rep'}", "score_workers=0", "metrics=[si_sdr]"])
+                                  f"out_dir={tmp_path / 'rep'}", "score_workers=0", "metrics=[si_sdr]",
+                                  "diagnostics.enabled=false"])
     tables = run_report(cfg)
     for name in sets:
         rows = [(s["labels"]["run"], s["labels"]["w"], bool(s["error"])) for s in tables[name]["systems"]]
@@ -117,7 +118,7 @@ def test_end_to_end_on_a_trained_demo_model(demo_run, tmp_path):
     run_dir, data = demo_run
     args = [sys.executable, "-m", "sgmse_nc.report", f"+runs.demo={run_dir}", f"+sets.test={data / 'test'}",
             f"+sets.valid={data / 'valid'}", "guidance=[0,2]", "references=[noise_ref,oracle_mixed_noise]",
-            "sampler.N=2", f"out_dir={tmp_path / 'rep'}", "score_workers=1"]
+            "sampler.N=2", f"out_dir={tmp_path / 'rep'}", "score_workers=1", "diagnostics.auto=true"]
     out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     text = (tmp_path / "rep" / "report.md").read_text()
@@ -126,10 +127,16 @@ def test_end_to_end_on_a_trained_demo_model(demo_run, tmp_path):
     for name, n in (("test", 3), ("valid", 2)):
         saved = json.loads((tmp_path / "rep" / name / "comparison.json").read_text())
         labels = [(s["labels"]["w"], s["labels"]["reference"]) for s in saved["systems"]]
-        assert labels == [("0", "null"), ("2", "noise_ref"), ("2", "oracle_mixed_noise")]
+        assert labels == [("0", "null"), ("2", "noise_ref"), ("2", "oracle_mixed_noise"), ("auto", "")]
         assert all(s["summary"]["n_files"] == n and not s["error"] for s in saved["systems"])
         assert "ORACLE" in saved["title"]
         assert (run_dir / "reports" / "rep" / name / "comparison.md").is_file()
+    # embedding diagnostics with the run's own encoder: scores for every test file, map, binned improvement
+    scores = pd.read_csv(tmp_path / "rep" / "diagnostics" / "demo" / "ood_scores.csv")
+    assert sorted(scores.groupby("set").size().items()) == [("test", 3), ("valid", 2)]
+    assert (scores["ood_score"] > 0).all()
+    diag = (tmp_path / "rep" / "diagnostics" / "demo" / "diagnostics.md").read_text()
+    assert "participation_ratio" in diag and "per OOD-score bin" in diag
     enhanced = tmp_path / "rep" / "work" / "demo" / "test" / "noise_ref_w2" / "enhanced"
     stamps = {p.name: p.stat().st_mtime_ns for p in enhanced.glob("*.wav")}
     assert len(stamps) == 3
