@@ -33,13 +33,16 @@ K_NEIGHBOURS = 5
 # ------------------------------------------------------------------------------------------------ embeddings
 
 def _global(z) -> torch.Tensor:
-    """[B, D] from whatever the encoder returns: a tensor [B, D], tokens [B, L, D], or a condition structure
-    with a global part (attribute `global`/`global_`) or tokens (`tokens`)."""
-    if not isinstance(z, torch.Tensor):
-        part = getattr(z, "global", None)
-        part = part if part is not None else getattr(z, "global_", None)
-        z = part if part is not None else z.tokens
-    return z.mean(1) if z.dim() == 3 else z
+    """[B, D] from what model.encode returns: a tensor [B, D] / tokens [B, L, D], or a Condition (its global
+    embedding, else the mean of its real tokens)."""
+    if isinstance(z, torch.Tensor):
+        return z.mean(1) if z.dim() == 3 else z
+    if z.embedding is not None:
+        return z.embedding
+    if z.mask is None:
+        return z.tokens.mean(1)
+    keep = z.mask.unsqueeze(-1).to(z.tokens.dtype)
+    return (z.tokens * keep).sum(1) / keep.sum(1).clamp_min(1)
 
 
 @torch.no_grad()
@@ -136,7 +139,7 @@ def plot_map(points: dict[str, np.ndarray], train: np.ndarray, path: Path, metho
     """2-D map of the training and every set's embeddings; returns the method used."""
     from matplotlib.figure import Figure
 
-    from sgmse_nc.evaluation import _atomic
+    from sgmse_nc.evaluation import save_figure
 
     names = ["train", *points]
     stacked = np.concatenate([train, *points.values()])
@@ -159,8 +162,7 @@ def plot_map(points: dict[str, np.ndarray], train: np.ndarray, path: Path, metho
                    label=name, marker="." if name == "train" else "o")
     ax.set_title(f"reference embeddings ({method.upper()})")
     ax.legend(loc="best", fontsize="small")
-    with _atomic(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    save_figure(fig, path, dpi=110)
     return method
 
 
@@ -168,7 +170,7 @@ def plot_scatter(table: pd.DataFrame, metric: str, path: Path) -> None:
     from matplotlib.figure import Figure
 
     from sgmse_nc.comparison import metric_info
-    from sgmse_nc.evaluation import _atomic
+    from sgmse_nc.evaluation import save_figure
 
     fig = Figure(figsize=(5.5, 4), layout="tight")
     ax = fig.subplots()
@@ -178,8 +180,7 @@ def plot_scatter(table: pd.DataFrame, metric: str, path: Path) -> None:
     ax.set_xlabel("OOD score (k-NN distance / training's own)")
     ax.set_ylabel(f"Δ {metric_info(metric)[0]} over noisy")
     ax.legend(loc="best", fontsize="small")
-    with _atomic(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    save_figure(fig, path, dpi=110)
 
 
 def write_diagnostics(out_dir: Path, train: np.ndarray, sets: dict[str, tuple[list[str], np.ndarray]],
@@ -187,14 +188,15 @@ def write_diagnostics(out_dir: Path, train: np.ndarray, sets: dict[str, tuple[li
     """Everything above into out_dir: embedding_map.png, embedding_stats.json, ood_scores.csv,
     diagnostics.md, ood_vs_improvement.csv / ood_scatter.png (when per-file metrics are given: columns set,
     id, w, delta_<metric>). Returns {"scores": DataFrame(set, id, ood_score), "stats": ...}."""
-    from sgmse_nc.evaluation import _write_csv, _write_text
+    from sgmse_nc.evaluation import _write_csv
+    from sgmse_nc.io import write_text_atomic
 
     out_dir = Path(out_dir)
     stats = {"train": embedding_stats(train), **{name: embedding_stats(emb) for name, (_, emb) in sets.items()}}
     scores = pd.DataFrame([{"set": name, "id": i, "ood_score": float(s)} for name, (ids, emb) in sets.items()
                            for i, s in zip(ids, ood_scores(train, emb, k))])
     _write_csv(scores, out_dir / "ood_scores.csv")
-    _write_text(json.dumps(stats, indent=2) + "\n", out_dir / "embedding_stats.json")
+    write_text_atomic(out_dir / "embedding_stats.json", json.dumps(stats, indent=2) + "\n")
     used = plot_map({n: e for n, (_, e) in sets.items()}, train, out_dir / "embedding_map.png", method)
     stat_table = pd.DataFrame([{"set": n, **s} for n, s in stats.items()])
     ood_table = scores.groupby("set")["ood_score"].agg(["mean", "median", "max"]).reset_index()
@@ -211,5 +213,5 @@ def write_diagnostics(out_dir: Path, train: np.ndarray, sets: dict[str, tuple[li
         plot_scatter(joined, metrics[-1], out_dir / "ood_scatter.png")
         parts += ["", "## Improvement over the noisy input per OOD-score bin (all sets pooled)", "",
                   _markdown(binned), "", "![scatter](ood_scatter.png)"]
-    _write_text("\n".join(parts) + "\n", out_dir / "diagnostics.md")
+    write_text_atomic(out_dir / "diagnostics.md", "\n".join(parts) + "\n")
     return {"scores": scores, "stats": stats}

@@ -230,6 +230,12 @@ def _load_cache(path: Path, columns: list[str]) -> dict[str, dict]:
     return {row["id"]: row for row in table[["id", "key", *columns]].to_dict("records")}
 
 
+def save_figure(fig, path: Path, dpi: int = 120) -> None:
+    """A matplotlib Figure as PNG, atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+
+
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
@@ -391,8 +397,7 @@ def plot_metrics(table: pd.DataFrame, metrics, out_dir: Path, group_key: str | N
         ax.set_ylabel(METRIC_INFO[m][0])
         ax.legend(handles=[Patch(color=colours[s], label=s) for s, _ in signals], loc="best")
         path = out_dir / f"plot_{m}.png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
+        save_figure(fig, path)
         paths.append(path)
     return paths
 

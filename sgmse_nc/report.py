@@ -40,7 +40,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from sgmse_nc import comparison
 from sgmse_nc.audio import AudioError, list_audio, read_audio, write_audio
-from sgmse_nc.evaluation import _atomic, _init_worker, _label_order, _write_text, evaluate_folders, load_groups
+from sgmse_nc.evaluation import _init_worker, _label_order, evaluate_folders, load_groups, save_figure
+from sgmse_nc.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -428,18 +429,13 @@ def write_report(cfg, runs, sets, tables, sampler) -> Path:
         parts += ["", comparison.markdown(result, _title(set_name, conds)),
                   f"![metric vs w]({set_name}/plot_vs_w.png)"]
     path = out_dir / "report.md"
-    _write_text("\n".join(parts) + "\n", path)
+    write_text_atomic(path, "\n".join(parts) + "\n")
     print("\n".join(parts))
     print(f"report in {path}")
     return path
 
 
 # ------------------------------------------------------------------------------------------------- plots
-
-def _save(fig, path: Path) -> None:
-    with _atomic(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-
 
 def plot_vs_w(result: dict, path: Path) -> None:
     """Per metric: mean ± std vs w, one line per run (× reference), the noisy mean as a dashed line."""
@@ -471,7 +467,7 @@ def plot_vs_w(result: dict, path: Path) -> None:
         ax.set_xlabel("guidance scale w")
         ax.set_ylabel(comparison.metric_info(m)[0])
     axes[0].legend(loc="best", fontsize="small")
-    _save(fig, path)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_snr_bars(result: dict, run: str, path: Path, key: str = "snr") -> None:
@@ -498,7 +494,7 @@ def plot_snr_bars(result: dict, run: str, path: Path, key: str = "snr") -> None:
         ax.set_ylabel(comparison.metric_info(m)[0])
     axes[0].legend(loc="best", fontsize="small")
     fig.suptitle(run)
-    _save(fig, path)
+    save_figure(fig, path, dpi=110)
 
 
 def _log_spec(wav: torch.Tensor) -> np.ndarray:
@@ -537,7 +533,7 @@ def plot_spectrograms(cfg, test_set: Path, runs, conds, work: Path, set_name: st
                       vmin=-80, vmax=20, cmap="magma")
             ax.set_title(f"{name}\n{rel.with_suffix('').as_posix()}" if i == 0 else rel.with_suffix("").as_posix(),
                          fontsize="small")
-    _save(fig, path)
+    save_figure(fig, path, dpi=110)
 
 
 # --------------------------------------------------------------------------------------------------- CLI
