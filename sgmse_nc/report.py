@@ -554,22 +554,32 @@ def load_config(name: str = "default", overrides=()) -> DictConfig:
         if not (directory / f"{name}.yaml").is_file():
             choices = sorted(p.stem for p in directory.glob("*.yaml"))
             raise ReportError(f"no report config {name!r} in {directory}; choose one of {choices} or give a path.")
-    with initialize_config_dir(str(directory), version_base="1.3"):
-        return compose(config_name, overrides=list(overrides))
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(str(directory), version_base="1.3"):
+            return compose(config_name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ReportError(f"report config {config_name} with overrides {list(overrides)}: {err} (a key the config "
+                          f"lacks needs a leading +, e.g. +runs.<name>=<folder>)") from err
 
 
 def main(argv=None) -> int:
+    """The exit status: 0, 1 when a condition failed (marked in the tables), 2 for a configuration problem."""
+    from sgmse_nc.cli import run_main
+
+    return run_main(_run, argv)
+
+
+def _run(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
     name = argv.pop(0) if argv and "=" not in argv[0] else "default"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        tables = run_report(load_config(name, argv))
-    except (AudioError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    tables = run_report(load_config(name, argv))
     failed = [f"{s}: " + ", ".join(f"{k}={v}" for k, v in system["labels"].items())
               for s, result in tables.items() for system in result["systems"] if system["error"]]
     if failed:
