@@ -55,6 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true", help="re-enhance files already in --out")
     p.add_argument("--seed", type=int, default=0, help="with each file's name, fixes its randomness")
     p.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
+    p.add_argument("--encoder-weights", default=None,
+                   help="frozen CLAP/PANNs weight file, if moved since training (checked against its sha256)")
     return p.parse_args(argv)
 
 
@@ -77,7 +79,8 @@ def _run(argv=None) -> int:
                              ref_seconds=args.ref_seconds, device=device,
                              batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
                              guidance_scale=args.guidance, resample=args.resample, overwrite=args.overwrite,
-                             seed=args.seed, use_ema=not args.raw_weights, skip_bad=args.skip_bad,
+                             seed=args.seed, use_ema=not args.raw_weights, encoder_weights=args.encoder_weights,
+                             skip_bad=args.skip_bad,
                              channels=args.channels, name=args.sampler, N=args.N, snr=args.snr,
                              corrector_steps=args.corrector_steps, order=args.order)
     bad, failed = summary["skipped_bad"], summary["failed"]

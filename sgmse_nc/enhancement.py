@@ -317,13 +317,14 @@ def check_inputs(inputs: list[Input], resample: bool, channels: str | None
     return headers, problems
 
 
-def load_model(ckpt, device: str = "cpu", use_ema: bool = True) -> "ScoreModel":
+def load_model(ckpt, device: str = "cpu", use_ema: bool = True, encoder_weights=None) -> "ScoreModel":
     from sgmse_nc.model import ScoreModel
 
     path = Path(ckpt)
     _read_checkpoint(path)
     try:
-        return ScoreModel.load_for_inference(path, map_location=device, use_ema=use_ema)
+        return ScoreModel.load_for_inference(path, map_location=device, use_ema=use_ema,
+                                             encoder_weights=encoder_weights)
     except (ValueError, FileNotFoundError) as err:
         raise UserError(str(err)) from err
 
@@ -349,7 +350,7 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
                    chunk_seconds: float = DEFAULT_CHUNK_SECONDS, guidance_scale: float | None = None,
                    resample: bool = False, overwrite: bool = False, seed: int | None = 0, use_ema: bool = True,
                    skip_bad: bool = False, channels: str | None = None, ref_strategy: str | None = None,
-                   ref_seconds: float = 1.0, **sampler_overrides) -> dict:
+                   ref_seconds: float = 1.0, encoder_weights=None, **sampler_overrides) -> dict:
     """Enhance the inputs of `noisy_dir` (a folder, an audio file or a list file) into `out_dir` (same relative
     names, input length, rate and channels).
 
@@ -360,6 +361,7 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
     skipped_existing, skipped_bad / failed ({name: reason}).
     ref_strategy: noise_ref_dir (the default with a ref_dir), from_noisy_pauses (a `ref_seconds` reference from
     the pauses of each noisy file, sgmse_nc.data.pauses) or none (the default without a ref_dir).
+    encoder_weights: the frozen CLAP/PANNs weight file, when it has moved since training (sha256 checked).
     """
     ref_strategy = ref_strategy or ("noise_ref_dir" if ref_dir else "none")
     if ref_strategy not in REF_STRATEGIES:
@@ -393,7 +395,7 @@ def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", 
         log.info("all %d usable file(s) already enhanced in %s", len(usable), out_dir)
         return summary
 
-    model = load_model(ckpt, device, use_ema)
+    model = load_model(ckpt, device, use_ema, encoder_weights)
     _record_settings(out_dir, settings)  # only now: a checkpoint that does not load leaves no record
     if ref_dir and not model.conditional:
         log.warning("%s is an unconditional model: the references in %s are not used", ckpt, ref_dir)

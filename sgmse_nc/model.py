@@ -15,6 +15,7 @@ from sgmse_nc.condition import (Condition, as_condition, drop_condition, null_co
                                 zero_condition)
 from sgmse_nc.ema import ParameterEMA
 from sgmse_nc.encoders import build_encoder
+from sgmse_nc.encoders.pretrained import inference_encoder_config
 from sgmse_nc.sampling import check_sampler, guided_score, sample, sampler_settings
 from sgmse_nc.sde import build_sde, data_prediction_loss, score_matching_loss
 from sgmse_nc.spec import Spectrogram, pad_frames
@@ -173,7 +174,9 @@ class ScoreModel(pl.LightningModule):
         return x[..., :frames]
 
     @classmethod
-    def load_for_inference(cls, path, map_location="cpu", use_ema: bool = True) -> "ScoreModel":
+    def load_for_inference(cls, path, map_location="cpu", use_ema: bool = True,
+                           encoder_weights=None) -> "ScoreModel":
+        """encoder_weights: where the frozen pre-trained tower's weight file lies now (checked by its sha256)."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: checkpoint not found. Point --ckpt at a .ckpt written by train.py "
@@ -188,8 +191,11 @@ class ScoreModel(pl.LightningModule):
         if not isinstance(hparams, dict) or "backbone" not in hparams or "state_dict" not in ckpt:
             raise ValueError(f"{path}: not a sgmse_nc checkpoint (no model hyper-parameters or weights). {hint}")
         del ckpt
+        # A pre-trained tower comes from its weight file (frozen; relocatable) or from the checkpoint (fine-tuned).
+        encoder = inference_encoder_config(hparams.get("encoder"), encoder_weights)
         # Anything failing from here on is a real error in a checkpoint of ours: it is not relabelled.
-        model = cls.load_from_checkpoint(str(path), map_location=map_location, weights_only=False)
+        model = cls.load_from_checkpoint(str(path), map_location=map_location, weights_only=False,
+                                         **({} if encoder is None else {"encoder": encoder}))
         if use_ema:
             model.ema.copy_to(model)
         return model.eval()

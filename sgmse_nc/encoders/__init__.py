@@ -8,9 +8,11 @@ from torch import nn
 
 from sgmse_nc.encoders.base import NoEncoder
 from sgmse_nc.encoders.cnn import CNNEncoder
+from sgmse_nc.encoders.pretrained import CLAPEncoder, PANNsEncoder
 from sgmse_nc.encoders.sequence import SequenceEncoder
 
-ENCODERS: dict[str, type[nn.Module]] = {"none": NoEncoder, "cnn": CNNEncoder, "sequence": SequenceEncoder}
+ENCODERS: dict[str, type[nn.Module]] = {"none": NoEncoder, "cnn": CNNEncoder, "sequence": SequenceEncoder,
+                                        "clap": CLAPEncoder, "panns": PANNsEncoder}
 
 
 def build_encoder(name: str = "none", **kwargs) -> nn.Module:
