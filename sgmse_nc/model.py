@@ -148,7 +148,7 @@ class ScoreModel(pl.LightningModule):
 
     # ---- inference --------------------------------------------------------------------------------------
     @torch.no_grad()
-    def enhance_spec(self, y: torch.Tensor, cond: torch.Tensor | None = None, guidance_scale: float | None = None,
+    def enhance_spec(self, y: torch.Tensor, cond: Condition | None = None, guidance_scale: float | None = None,
                      generator: torch.Generator | None = None, callback=None, **sampler_overrides) -> torch.Tensor:
         """Sample clean spectrograms for noisy spectrograms y [B, 1, F, T] (any T; padded for the net here).
 

@@ -7,7 +7,9 @@ from sgmse_nc.condition import Condition, null_condition
 from sgmse_nc.config import build_model_from_config
 from sgmse_nc.encoders import build_encoder
 from sgmse_nc.nets import NCSNpp
+from sgmse_nc.model import ScoreModel
 from sgmse_nc.nets.conditioning import CrossAttention
+from tests.scripts.fit_tiny import main as fit_tiny
 
 TINY = dict(nf=8, ch_mult=(1, 2, 4, 4), num_res_blocks=1, attn_resolutions=(32,))
 
@@ -123,3 +125,11 @@ def test_model_with_sequence_encoder_and_cross_attention():
         assert x.shape == (2, 1, 256, 21) and torch.isfinite(torch.view_as_real(x)).all()
     assert model.enhance_spec(batch["y"], None, N=1).shape == batch["y"].shape  # null tokens
     assert not null_condition(cond).tokens.any()
+
+
+def test_tiny_training_run_sequence_cross_attention(tmp_path):
+    fit_tiny(str(tmp_path), "1", "encoder=sequence", "encoder.token_dim=32", "backbone.xattn_resolutions=[32]",
+             "model.cond_drop_prob=0.5")
+    model = ScoreModel.load_for_inference(tmp_path / "last.ckpt")
+    assert model.dnn.token_dim == 32 and set(model.dnn.xattn) == {"down3_0", "up3"}
+    assert any(block.out.weight.abs().sum() > 0 for block in model.dnn.xattn.values())  # it trained

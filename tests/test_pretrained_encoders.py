@@ -14,6 +14,8 @@ from sgmse_nc.config import build_model_from_config
 from sgmse_nc.encoders import build_encoder
 from sgmse_nc.encoders.laion import WeightsError, audio_config, build_tower, clap_projection
 from sgmse_nc.encoders.pretrained import fill_clip
+from sgmse_nc.model import ScoreModel
+from tests.scripts.fit_tiny import main as fit_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -200,3 +202,34 @@ def test_score_model_with_frozen_clap_checkpoints_without_the_tower(clap_ckpt, t
     swapped = build_model_from_config([*overrides[:2], f"encoder.weights={other}", "encoder.embed_dim=16"])
     with pytest.raises(WeightsError, match="trained with"):
         swapped.load_state_dict(model.state_dict())
+
+
+@pytest.mark.slow  # ~40 s: three HTSAT builds (train, two reloads)
+def test_tiny_training_run_frozen_clap_checkpoint_and_reload(clap_ckpt, tmp_path):
+    weights = tmp_path / "clap.pt"
+    weights.write_bytes(clap_ckpt[0].read_bytes())
+    trained = fit_tiny(str(tmp_path), "1", "encoder=clap", f"encoder.weights={weights}", "encoder.embed_dim=16",
+                       "model.cond_drop_prob=0.5")
+    ckpt = tmp_path / "last.ckpt"
+    assert ckpt.stat().st_size < 20e6  # the 31 M-parameter tower (125 MB) is not in it
+    moved = tmp_path / "moved" / "630k-audioset-best.pt"
+    moved.parent.mkdir()
+    weights.rename(moved)
+    with pytest.raises(WeightsError, match="not found"):
+        ScoreModel.load_for_inference(ckpt)
+    model = ScoreModel.load_for_inference(ckpt, encoder_weights=moved, use_ema=False)
+    r_wav = refs(1)
+    with torch.no_grad():
+        assert torch.equal(model.encoder(None, r_wav), trained.encoder.eval()(None, r_wav))
+    other, _, _ = clap_checkpoint(tmp_path / "other.pt", seed=3)
+    with pytest.raises(WeightsError, match="trained with"):
+        ScoreModel.load_for_inference(ckpt, encoder_weights=other)
+
+
+@pytest.mark.slow  # builds CNN14 (81 M parameters)
+def test_tiny_training_run_frozen_panns(tmp_path):
+    torch.manual_seed(0)
+    cnn14 = build_tower(audio_config("PANN-14", sample_rate=32000, hop_size=320))
+    torch.save({"model": cnn14.state_dict()}, tmp_path / "cnn14.pth")
+    fit_tiny(str(tmp_path), "1", "encoder=panns", f"encoder.weights={tmp_path / 'cnn14.pth'}", "encoder.embed_dim=16")
+    assert ScoreModel.load_for_inference(tmp_path / "last.ckpt").encoder.proj[0].in_features == 2048
