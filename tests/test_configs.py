@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from sgmse_nc.audio import write_audio
 from sgmse_nc.config import CONFIG_DIR, compose_config
 from sgmse_nc.training import _instantiate_dict, build_model, train
+from tests.helpers import random_tower_overrides
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
@@ -24,7 +25,7 @@ def compose_experiment(name, *overrides, root="/tmp/x"):
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_composes_and_builds(name):
-    cfg = compose_experiment(name)
+    cfg = compose_experiment(name, *random_tower_overrides(compose_experiment(name)))
     assert cfg.experiment_name == name
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     assert "cond_dim" not in cfg.backbone  # the model takes it from the encoder
@@ -93,7 +94,12 @@ TINY = ["backbone=ncsnpp_tiny", "trainer=cpu", "trainer.max_steps=2", "trainer.m
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_trains_two_steps_on_tiny_overrides(name, tmp_path):
     synthetic_corpora(tmp_path / "data")
-    overrides = TINY + (["data.train.length=4", "data.valid.length=2"] if name.startswith("mixing") else [])
+    composed = compose_experiment(name)
+    overrides = TINY + (["data.train.length=4", "data.valid.length=2"]
+                        if composed.data.train._target_.endswith("MixingDataset") else [])
+    overrides += random_tower_overrides(composed)
+    if composed.backbone.xattn_resolutions:  # the tiny backbone's coarsest level is 32 bins
+        overrides.append("backbone.xattn_resolutions=[32]")
     if name == "demo":  # its own corpus, made by the data config's prepare step
         overrides += ["+data.prepare.num_train=4", "+data.prepare.num_valid=2", "+data.prepare.num_test=2"]
     cfg = compose_experiment(name, *overrides, root=str(tmp_path))
