@@ -281,6 +281,18 @@ def test_fused_groupnorm_silu_equals_plain_values_and_gradients():
     with torch.no_grad():
         torch.testing.assert_close(layers.norm_act(norm, torch.nn.SiLU(), x), plain)
 
+    conv = layers.conv3x3(16, 5)
+    torch.nn.init.normal_(conv.bias)
+    fused = layers.norm_act_conv(norm, torch.nn.SiLU(), conv, x)
+    assert "GroupNormSiLUConv" in type(fused.grad_fn).__name__
+    grad = torch.randn(fused.shape, generator=g)
+    params = (x, norm.weight, norm.bias, conv.weight, conv.bias)
+    fused_grads = torch.autograd.grad(fused, params, grad)
+    plain = conv(torch.nn.functional.silu(norm(x)))
+    torch.testing.assert_close(fused, plain)
+    for a, b in zip(fused_grads, torch.autograd.grad(plain, params, grad)):
+        torch.testing.assert_close(a, b)
+
 
 def test_pointwise_equals_conv2d():
     g = torch.Generator().manual_seed(0)
@@ -301,7 +313,9 @@ def _use_straightforward_ops(monkeypatch):
     monkeypatch.setattr(layers, "pointwise", lambda x, w, b: torch.nn.functional.conv2d(x, w[:, :, None, None], b))
     plain_norm_act = lambda norm, act, x: act(norm(x))  # noqa: E731
     monkeypatch.setattr(layers, "norm_act", plain_norm_act)
-    monkeypatch.setattr("sgmse_nc.nets.ncsnpp.norm_act", plain_norm_act)
+    plain_norm_act_conv = lambda norm, act, conv, x: conv(act(norm(x)))  # noqa: E731
+    monkeypatch.setattr(layers, "norm_act_conv", plain_norm_act_conv)
+    monkeypatch.setattr("sgmse_nc.nets.ncsnpp.norm_act_conv", plain_norm_act_conv)
     monkeypatch.setattr(layers, "residual_sum",
                         lambda x, h, rescale: (x + h) / 2 ** 0.5 if rescale else x + h)
 

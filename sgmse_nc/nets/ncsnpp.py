@@ -23,7 +23,7 @@ from sgmse_nc.condition import Condition, as_condition
 
 from .conditioning import CrossAttention, GlobalConditioning
 from .layers import AttnBlock, Combine, Conv1x1, GaussianFourierProjection, ResnetBlockBigGAN, conv3x3, dense, \
-    get_activation, group_norm, norm_act
+    get_activation, group_norm, norm_act_conv
 from .resample import Resample
 
 IN_CHANNELS = 4  # x_t.real, x_t.imag, y.real, y.imag
@@ -225,7 +225,7 @@ class NCSNpp(nn.Module):
             h = self._cross_attend(f"up{level}", h, tokens)
             if self.progressive == "output_skip":
                 norm, conv = next(modules), next(modules)
-                head = conv(norm_act(norm, self.act, h))
+                head = norm_act_conv(norm, self.act, conv, h)
                 out_pyramid = head if out_pyramid is None else self.pyramid_upsample(out_pyramid) + head
             if level != 0:
                 h = next(modules)(h, temb)  # upsampling block
@@ -234,7 +234,7 @@ class NCSNpp(nn.Module):
             h = out_pyramid
         else:
             norm, conv = next(modules), next(modules)
-            h = conv(norm_act(norm, self.act, h))
+            h = norm_act_conv(norm, self.act, conv, h)
         assert next(modules, None) is None and not hs, "forward does not match the modules built in __init__"
         return h
 
