@@ -6,7 +6,8 @@
 
 Prints: the largest output difference (relative to the output's peak), interleaved medians of the
 forward (no grad) and of a training step (forward + loss + backward) with the ratio ours/reference,
-each peak RSS measured in a fresh process per implementation (ours/reference), the counted FLOPs of
+the activation memory autograd keeps for backward (exact, independent of load), each peak RSS
+measured in a fresh process per implementation (ours/reference), the counted FLOPs of
 one forward (torch.utils.flop_counter) and the achieved FLOP/s against a matmul timed in the same
 run, and the cpu/wall ratio (< 1 threads x 100 % means others compete for the cores).
 The reference's forward takes [x_t, y] stacked as 2 complex channels and returns minus our score.
@@ -93,6 +94,25 @@ def forward_flops(net, batch: int, frames: int) -> int:
     return counter.get_total_flops()
 
 
+def saved_for_backward_mib(net, name, x_t, y, t) -> tuple[float, float]:
+    """(all, activations only) MiB of distinct storages autograd keeps for backward after one forward: the
+    part of training memory the implementation decides (weights, grads and Adam state are the same)."""
+    params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    seen = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    net.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = call(net, name, x_t, y, t)
+    del out
+    total = sum(seen.values())
+    return total / 2**20, (total - sum(v for k, v in seen.items() if k in params)) / 2**20
+
+
 def peak_rss_child(reference_path: str, name: str, batch: int, frames: int, train: bool, threads: int):
     """In a fresh process: peak RSS growth (MiB) of one step over the RSS after building the net."""
     torch.set_num_threads(threads)
@@ -154,6 +174,12 @@ def main():
     print(f"\n{'':24s} {'ours s':>9s} {'ref s':>9s} {'ours/ref':>9s} {'cpu/wall':>9s}")
     for label, o, r, load in rows:
         print(f"{label:24s} {o:9.2f} {r:9.2f} {o / r:9.3f} {load:9.2f}")
+    x_t, y, t = inputs(*args.train_shape)
+    saved = {name: saved_for_backward_mib(net, name, x_t, y, t) for name, net in nets.items()}
+    print(f"\nsaved for backward, train step {args.train_shape[0]}x256x{args.train_shape[1]}: activations ours "
+          f"{saved['ours'][1]:.0f} MiB, reference {saved['reference'][1]:.0f} MiB, ours/ref "
+          f"{saved['ours'][1] / saved['reference'][1]:.3f} (with the weights conv keeps: "
+          f"{saved['ours'][0]:.0f} vs {saved['reference'][0]:.0f} MiB)")
     if not args.no_memory:
         ctx = multiprocessing.get_context("spawn")
         print("\npeak RSS growth of one step (fresh process each)")
