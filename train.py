@@ -9,21 +9,21 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+import sgmse_nc.config  # noqa: F401  (registers the run_key resolver that names run folders)
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from sgmse_nc.training import train
-
     from sgmse_nc.cli import report
+    from sgmse_nc.training import optimized_value, train
 
     try:
-        metrics = train(cfg)
+        return optimized_value(cfg, train(cfg))
     except Exception as err:  # a problem the user can fix (bad data, config): one `error:` line, status 2
         status = report(err)
         if status is None:
             raise
         sys.exit(status)
-    return metrics.get("valid_loss")
 
 
 if __name__ == "__main__":

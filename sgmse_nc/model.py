@@ -1,6 +1,6 @@
-"""The noise-conditioned SGMSE+ score model as a LightningModule: loss, CFG dropout, EMA, validation
-enhancement with metrics. Sub-modules are built from plain config dicts stored as hyper-parameters, so a
-checkpoint alone rebuilds the model (`load_for_inference`)."""
+"""The noise-conditioned SGMSE+ score model as a LightningModule: loss, CFG dropout, EMA, enhancement of
+whole validation/test utterances (scored by sgmse_nc.validation.Evaluator). Sub-modules are built from plain
+config dicts stored as hyper-parameters, so a checkpoint alone rebuilds the model (`load_for_inference`)."""
 from __future__ import annotations
 
 import pickle
@@ -31,12 +31,10 @@ class ScoreModel(pl.LightningModule):
     def __init__(self, backbone: dict, encoder: dict | None = None, sde: dict | None = None,
                  spec: dict | None = None, sampler: dict | None = None, lr: float = 1e-4,
                  ema_decay: float = 0.999, cond_drop_prob: float = 0.0, guidance_scale: float = 1.0,
-                 eval_metrics: tuple[str, ...] = ("pesq", "estoi", "si_sdr"), loss_type: str = "score_matching",
-                 l1_weight: float = 1e-3):
+                 loss_type: str = "score_matching", l1_weight: float = 1e-3):
         super().__init__()
         # Plain containers (Hydra passes DictConfigs): checkpoints then load with torch's weights_only=True.
         backbone, encoder, sde, spec, sampler = (_plain(c) for c in (backbone, encoder, sde, spec, sampler))
-        eval_metrics = list(eval_metrics)
         self.save_hyperparameters()
         self.encoder = build_encoder(**(encoder or {"name": "none"}))
         # `dnn` mirrors SGMSE+'s attribute name, so its checkpoints' `dnn.*` keys map one to one.
@@ -50,7 +48,6 @@ class ScoreModel(pl.LightningModule):
         self.loss_type, self.l1_weight = loss_type, l1_weight
         self.prediction = LOSS_TYPES[loss_type]  # the network outputs the score, or x̂0 (SGMSE+'s SB)
         self.lr, self.cond_drop_prob, self.guidance_scale = lr, cond_drop_prob, guidance_scale
-        self.eval_metrics = tuple(eval_metrics)
         self.ema = ParameterEMA(self, ema_decay)
         self._ema_swap = None
 
@@ -94,10 +91,23 @@ class ScoreModel(pl.LightningModule):
                  batch_size=batch["x"].shape[0])
         return loss
 
-    def on_before_zero_grad(self, optimizer):
-        # Runs once per optimizer step (after it), also under gradient accumulation.
-        if self.trainer is not None and self.trainer.training:
-            self.ema.update(self)
+    def optimizer_step(self, *args, **kwargs):
+        # Lightning calls this once per optimizer step (once per `accumulate_grad_batches` batches): the EMA
+        # follows the weights the step has just produced.
+        super().optimizer_step(*args, **kwargs)
+        self.ema.update(self)
+
+    def reset_ema(self) -> None:
+        """Restart the average from the current weights (after loading weights from outside, e.g. SGMSE+)."""
+        self.ema = ParameterEMA(self, self.ema.decay)
+
+    def init_from_sgmse(self, path) -> None:
+        """Warm-start the backbone from a published SGMSE+ checkpoint (its EMA weights); the conditioning
+        layers keep their zero init, so the model starts as exactly that SGMSE+ model."""
+        from sgmse_nc.checkpoints import load_backbone_weights, load_sgmse_checkpoint
+
+        load_backbone_weights(self.dnn, load_sgmse_checkpoint(path)["backbone_state"])
+        self.reset_ema()
 
     def configure_optimizers(self):
         return torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.lr)
@@ -117,6 +127,12 @@ class ScoreModel(pl.LightningModule):
     def on_validation_epoch_end(self):
         self._use_ema(False)
 
+    def on_test_epoch_start(self):
+        self._use_ema(True)
+
+    def on_test_epoch_end(self):
+        self._use_ema(False)
+
     def on_save_checkpoint(self, checkpoint):
         checkpoint["ema"] = self.ema.state_dict()
 
@@ -124,27 +140,20 @@ class ScoreModel(pl.LightningModule):
         if "ema" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema"])
 
-    # ---- validation: loss on crops (loader 0), enhancement metrics on whole utterances (loader 1) ---------
+    # ---- validation: loss on crops (loader 0); whole utterances enhanced for metrics (loader 1, test) -------
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
-        n = batch["x"].shape[0]
         if dataloader_idx == 0:
-            self.log("valid_loss", self._loss(batch), on_epoch=True, sync_dist=True, batch_size=n,
+            self.log("valid_loss", self._loss(batch), on_epoch=True, sync_dist=True, batch_size=batch["x"].shape[0],
                      add_dataloader_idx=False)
-            return
-        from sgmse_nc.metrics import compute_metrics  # pesq/pystoi only where metrics are computed
+            return None
+        return self._enhance_batch(batch)
 
-        x_hat = self.enhance_spec(batch["y"], self.encode_batch(batch))
-        norm = batch["norm"].view(-1, 1)
-        estimate = (self.spec.to_wav(x_hat.squeeze(1)) * norm).cpu().numpy()
-        clean = (self.spec.to_wav(batch["x"].squeeze(1)) * norm).cpu().numpy()
-        for est, ref in zip(estimate, clean):
-            scores = compute_metrics(est, ref, sr=16000, metrics=self.eval_metrics)
-            for name in self.eval_metrics:  # a metric that failed on this file (NaN) is left out of the mean
-                value = float(scores[name])
-                if value != value:
-                    continue
-                self.log(f"valid_{name}", value, on_epoch=True, sync_dist=True, batch_size=1,
-                         add_dataloader_idx=False)
+    def test_step(self, batch, batch_idx):
+        return self._enhance_batch(batch)
+
+    def _enhance_batch(self, batch) -> dict:
+        """The enhanced spectrogram of a batch of whole utterances (the Evaluator callback scores it)."""
+        return {"x_hat": self.enhance_spec(batch["y"], self.encode_batch(batch))}
 
     # ---- inference --------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -2,8 +2,10 @@
 conf/data/*.yaml), this module only wraps them in loaders.
 
 Validation has two loaders: crops of the valid set for the loss, and the first `num_eval_files` whole
-utterances (batch size 1) that the model enhances to log PESQ/ESTOI/SI-SDR. Lightning shards both across
-DDP ranks. The datamodule counts what the batches say about their noise references (`reference_counts`);
+utterances (batch size 1) that the model enhances to log PESQ/ESTOI/SI-SDR; test is whole utterances too.
+Lightning shards the loss loader across DDP ranks; whole-utterance loaders get a sampler that never repeats
+a file (Lightning's default pads ranks with duplicates), so metric sums over ranks cover each file once.
+The datamodule counts what the batches say about their noise references (`reference_counts`);
 `ReferenceCountsLogger` logs them once per epoch (train_ref_null, train_ref_rejected_copy, ...).
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ import copy
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Subset
 
 
@@ -90,10 +93,16 @@ class SpeechDataModule(pl.LightningDataModule):
                 self.reference_counts[stage].add(batch)
         return batch
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, sampler=None) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
-                          drop_last=shuffle and len(dataset) >= batch_size)
+                          drop_last=shuffle and len(dataset) >= batch_size, sampler=sampler)
+
+    def _utterance_loader(self, dataset: Dataset) -> DataLoader:
+        """Whole utterances, one per batch; under DDP each file on exactly one rank."""
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        sampler = UnrepeatedDistributedSampler(dataset, shuffle=False) if distributed else None
+        return self._loader(dataset, 1, shuffle=False, sampler=sampler)
 
     def train_dataloader(self):
         if self.train_set is None:
@@ -105,10 +114,10 @@ class SpeechDataModule(pl.LightningDataModule):
             return []
         loaders = [self._loader(self.valid_set, self.batch_size, shuffle=False)]
         if self.num_eval_files > 0:
-            loaders.append(self._loader(whole_utterances(self.valid_set, self.num_eval_files), 1, shuffle=False))
+            loaders.append(self._utterance_loader(whole_utterances(self.valid_set, self.num_eval_files)))
         return loaders
 
     def test_dataloader(self):
         if self.test_set is None:
             raise ValueError("the data config has no `test` dataset")
-        return self._loader(self.test_set, self.batch_size, shuffle=False)
+        return self._utterance_loader(whole_utterances(self.test_set, len(self.test_set)))

@@ -1,0 +1,124 @@
+"""Training callbacks that make runs correct and resumable: per-rank seeding, last.ckpt independent of the
+validation cadence (and on preemption signals), best-k checkpoints without stale files after a resume."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
+
+
+def rank_seed(seed: int, rank: int, step: int) -> int:
+    """A seed for (run seed, global rank, global step): distinct per rank, reproducible from the run seed."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+
+
+class RankSeed(Callback):
+    """Seed each DDP rank differently at the start of training (and of a resumed run).
+
+    `seed_everything(seed)` gives every rank the same RNG, so all ranks drew the same diffusion times,
+    perturbation noise, dropout masks and crops. Reseeding from (seed, rank, step) once the ranks are known
+    fixes that; DataLoader workers then derive their seeds from the rank's (Lightning's worker_init_fn).
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_start(self, trainer, pl_module):
+        pl.seed_everything(rank_seed(self.seed, trainer.global_rank, trainer.global_step), workers=True,
+                           verbose=False)
+
+
+class LastCheckpoint(Callback):
+    """checkpoints/last.ckpt, always the newest state of the run: every `every_n_steps` optimizer steps, at
+    every epoch end, at the end of training, and when the run is stopped (SIGTERM, SIGUSR1 — what SLURM sends
+    before preemption — or Ctrl-C). Written to a temporary file and renamed, so a kill never leaves a torn file.
+    """
+
+    def __init__(self, dirpath, every_n_steps: int = 500):
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every_n_steps = every_n_steps
+        self.interrupted: str | None = None  # the signal's name when the run was stopped by one
+        self._saved_step = -1
+        self._previous_usr1 = None
+
+    def save(self, trainer: pl.Trainer) -> None:
+        if trainer.global_step == self._saved_step and self.path.is_file():
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        if trainer.is_global_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(tmp)  # every rank takes part; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        trainer.strategy.barrier("LastCheckpoint.save")
+        self._saved_step = trainer.global_step
+
+    def on_train_start(self, trainer, pl_module):
+        self._saved_step = trainer.global_step if self.path.is_file() else -1
+        # SIGUSR1 (SLURM's pre-preemption signal) takes Lightning's graceful SIGTERM path: children stopped,
+        # ranks in step, SIGTERMException at the next step boundary, then on_exception below saves.
+        if hasattr(signal, "SIGUSR1"):
+            self._previous_usr1 = signal.signal(signal.SIGUSR1, self._on_sigusr1)
+
+    def _on_sigusr1(self, signum, frame):
+        self.interrupted = "SIGUSR1"
+        signal.raise_signal(signal.SIGTERM)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0 and trainer.global_step > 0:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.save(trainer)
+
+    def on_train_end(self, trainer, pl_module):
+        self.save(trainer)
+        self._restore_signal()
+
+    def on_exception(self, trainer, pl_module, exception):
+        if isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
+            self.interrupted = self.interrupted or ("SIGTERM" if isinstance(exception, SIGTERMException)
+                                                    else "KeyboardInterrupt")
+            self.save(trainer)
+        self._restore_signal()
+
+    def _restore_signal(self):
+        if self._previous_usr1 is not None:
+            signal.signal(signal.SIGUSR1, self._previous_usr1)
+            self._previous_usr1 = None
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint for the best-k validation checkpoints (never `last`: LastCheckpoint owns that file).
+
+    A resumed run restores its top-k bookkeeping from last.ckpt; a best file written after that last.ckpt
+    (the run was killed in between) is unknown to it and would stay forever beside the new best. At the start
+    of training such files (this callback's filename prefix, not among its kept paths) are deleted.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("enable_version_counter", False)
+        super().__init__(*args, save_last=False, **kwargs)
+
+    @property
+    def prefix(self) -> str:
+        return (self.filename or "").split("{", 1)[0]
+
+    def on_train_start(self, trainer, pl_module):
+        super().on_train_start(trainer, pl_module)
+        if not (trainer.is_global_zero and self.prefix and self.dirpath and Path(self.dirpath).is_dir()):
+            return
+        kept = {Path(p).resolve() for p in self.best_k_models}
+        for path in Path(self.dirpath).glob(f"{self.prefix}*{self.FILE_EXTENSION}"):
+            if path.resolve() not in kept:
+                log.info("removing %s: not among this run's best %d (written after its last.ckpt)", path,
+                         self.save_top_k)
+                path.unlink()

@@ -1,0 +1,84 @@
+"""Callbacks and a script the training tests run inside real train.py / DDP processes (not a test module)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+
+class RandomnessProbe(pl.Callback):
+    """Records, per rank, the diffusion times and CFG-dropout masks the score network sees in training,
+    plus the step and EMA state a (resumed) run starts from; appends one JSON line per rank to `path`.
+    PROBE_KILL=KILL:5 (or TERM:5) in the environment sends the process that signal after step 5."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self.t, self.dropped, self.start = [], [], {}
+
+    def on_train_start(self, trainer, pl_module):
+        ema = pl_module.ema
+        self.start = {"step": trainer.global_step, "ema_updates": ema.num_updates,
+                      "ema_sum": float(sum(s.double().sum() for s in ema.shadow))}
+
+        def record(module, args):
+            if module.training:
+                _, _, t, cond = args
+                self.t += t.tolist()
+                z = getattr(cond, "embedding", cond)  # a Condition's global embedding (or a plain tensor)
+                if z is not None:
+                    self.dropped += (z == 0).all(dim=-1).tolist()
+
+        self.hook = pl_module.dnn.register_forward_pre_hook(record)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        name, _, step = os.environ.get("PROBE_KILL", "").partition(":")
+        if name and trainer.global_step == int(step):
+            os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
+
+    def on_train_end(self, trainer, pl_module):
+        self.hook.remove()
+        line = {"rank": trainer.global_rank, "world": trainer.world_size, "t": self.t, "dropped": self.dropped,
+                "start": self.start, "end_step": trainer.global_step, "ema_updates": pl_module.ema.num_updates}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+class EchoModel(pl.LightningModule):
+    """A deterministic stand-in "enhancer" (x_hat = 0.7 y) for scoring tests: no sampler randomness."""
+
+    def __init__(self):
+        super().__init__()
+        from sgmse_nc.spec import Spectrogram
+
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.spec = Spectrogram()
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        return {"x_hat": 0.7 * batch["y"]} if dataloader_idx == 1 else None
+
+
+def validate_on_devices(root: str, devices: int, out: str) -> None:
+    """trainer.validate of EchoModel + the Evaluator over the demo corpus at `root` on `devices` CPU ranks."""
+    from sgmse_nc.data.datamodule import SpeechDataModule
+    from sgmse_nc.data.paired import PairedFolderDataset
+    from sgmse_nc.spec import Spectrogram
+    from sgmse_nc.validation import Evaluator
+
+    valid = PairedFolderDataset(root=root, subset="valid", num_frames=64, spec=Spectrogram())
+    dm = SpeechDataModule(valid=valid, batch_size=2, num_workers=0, num_eval_files=len(valid))
+    evaluator = Evaluator(metrics=("si_sdr", "estoi"), num_examples=0)
+    trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         callbacks=[evaluator])
+    metrics = trainer.validate(EchoModel(), datamodule=dm, verbose=False)[0]
+    if trainer.is_global_zero:
+        Path(out).write_text(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    validate_on_devices(sys.argv[1], int(sys.argv[2]), sys.argv[3])
