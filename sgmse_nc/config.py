@@ -2,6 +2,7 @@
 defaults lists and overrides as the command line; and the `run_key` resolver that names run folders."""
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from pathlib import Path
 
@@ -14,14 +15,14 @@ MAX_KEY_CHARS = 120  # folder names stay well under the file systems' 255-byte l
 
 def run_key(overrides, ignore=()) -> str:
     """A stable folder name for a run: its command-line overrides (sorted, `key=value` joined by ','),
-    leaving out Hydra's own keys and `ignore` (keys that do not change what is trained, e.g. max_steps, so
-    raising them resumes the same run). No timestamp: relaunching the same command finds the same folder
+    leaving out Hydra's own keys and `ignore` (keys or glob patterns, e.g. `callbacks.*`, that do not change
+    what is trained: raising max_steps resumes the same run). No timestamp: relaunching the same command finds the same folder
     (and its last.ckpt). '/' in values becomes '_' so paths never nest folders; a long key is shortened
     with a hash of the whole."""
     keep = []
     for item in overrides or ():
         key = item.split("=", 1)[0].lstrip("+~")
-        if key.startswith(("hydra.", "hydra/")) or key in set(ignore or ()):
+        if key.startswith(("hydra.", "hydra/")) or any(fnmatch.fnmatchcase(key, p) for p in ignore or ()):
             continue
         keep.append(item.lstrip("+~").strip("'\"").replace("/", "_").replace(" ", ""))
     name = ",".join(sorted(keep)) or "default"

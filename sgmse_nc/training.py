@@ -115,7 +115,8 @@ def train_subprocess(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)
     script = Path(get_original_cwd()) / "train.py"
-    command = [sys.executable, str(script), *hc.overrides.task, f"hydra.run.dir={output_dir}"]
+    quoted = str(output_dir).replace("\\", "\\\\").replace("'", "\\'")
+    command = [sys.executable, str(script), *hc.overrides.task, f"hydra.run.dir='{quoted}'"]
     rank_zero_info(f"sweep job {hc.job.num}: {' '.join(command)}")
     returncode = subprocess.run(command, cwd=get_original_cwd()).returncode
     if returncode:
@@ -154,6 +155,9 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("test_after_fit"):
         trainer.test(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    previous = output_dir / METRICS_FILE
+    if not metrics and previous.is_file():  # relaunch of a finished run: fit had nothing left to do
+        metrics = json.loads(previous.read_text())
     if trainer.is_global_zero:
         tmp = output_dir / f".{METRICS_FILE}.tmp"
         tmp.write_text(json.dumps(metrics, indent=1))
@@ -171,9 +175,10 @@ def optimized_value(cfg: DictConfig, metrics: dict) -> float | None:
     if not name:
         return None
     if name not in metrics:
-        if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+        hc = HydraConfig.get() if HydraConfig.initialized() else None
+        if hc is None or hc.mode != RunMode.MULTIRUN or hc.sweeper._target_.endswith("BasicSweeper"):
             log.warning("optimized_metric=%s was not logged by this run", name)
-            return None  # a single run: nothing optimises the value
+            return None  # nothing optimises the value (a single run, a grid sweep)
         raise KeyError(f"optimized_metric={name} was not logged by this run (logged: {sorted(metrics)}). Pick one "
                        f"of those, or make validation run (data.num_eval_files > 0 for valid_pesq/estoi/si_sdr).")
     return metrics[name]

@@ -52,3 +52,12 @@ def test_row_settings():
 def test_scale_does_not_touch_the_demo():
     demo, plain = compose("demo"), compose("demo", "scale=none")
     assert demo == plain and demo.trainer.accelerator == "cpu"
+
+
+def test_optuna_search_composes_with_a_named_metric():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["hparams_search=optuna", "experiment=cfg_p0.1"], return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper") and cfg.optimized_metric == "valid_pesq"
+    assert "model.lr" in cfg.hydra.sweeper.params
