@@ -3,7 +3,6 @@ validation cadence (and on preemption signals), best-k checkpoints without stale
 from __future__ import annotations
 
 import logging
-import os
 import signal
 from pathlib import Path
 
@@ -11,6 +10,8 @@ import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from sgmse_nc.io import atomic_path, remove_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +53,16 @@ class LastCheckpoint(Callback):
     def save(self, trainer: pl.Trainer) -> None:
         if trainer.global_step == self._saved_step and self.path.is_file():
             return
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
         if trainer.is_global_zero:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(tmp)  # every rank takes part; rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
-        trainer.strategy.barrier("LastCheckpoint.save")
+            with atomic_path(self.path) as tmp:
+                trainer.save_checkpoint(tmp)
+        else:
+            trainer.save_checkpoint(self.path)  # takes part in the collective; only rank 0 writes
         self._saved_step = trainer.global_step
 
     def on_train_start(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            remove_leftovers(self.path.parent, recursive=False)  # of a save a kill interrupted
         self._saved_step = trainer.global_step if self.path.is_file() else -1
         # SIGUSR1 (SLURM's pre-preemption signal) takes Lightning's graceful SIGTERM path: children stopped,
         # ranks in step, SIGTERMException at the next step boundary, then on_exception below saves.

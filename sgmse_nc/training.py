@@ -1,9 +1,7 @@
 """Training run from a resolved Hydra config (train.py is only the entry point)."""
 from __future__ import annotations
 
-import json
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +14,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from sgmse_nc.callbacks import LastCheckpoint, RankSeed
+from sgmse_nc.io import read_json, write_json, write_text_atomic
 
 from sgmse_nc.data.scan import scan_datamodule
 from sgmse_nc.errors import UserError
@@ -121,7 +120,7 @@ def train_subprocess(cfg: DictConfig) -> dict:
     returncode = subprocess.run(command, cwd=get_original_cwd()).returncode
     if returncode:
         raise SystemExit(returncode)
-    return json.loads((output_dir / METRICS_FILE).read_text())
+    return read_json(output_dir / METRICS_FILE) or {}
 
 
 def train(cfg: DictConfig) -> dict:
@@ -141,7 +140,7 @@ def train(cfg: DictConfig) -> dict:
                    f"{trainer.num_devices} device(s) x {trainer.num_nodes} node(s) x "
                    f"{trainer.accumulate_grad_batches} accumulated; precision {trainer.precision}")
     if trainer.is_global_zero:
-        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+        write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     last = next((c for c in callbacks if isinstance(c, LastCheckpoint)), None)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -155,13 +154,10 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("test_after_fit"):
         trainer.test(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    previous = output_dir / METRICS_FILE
-    if not metrics and previous.is_file():  # relaunch of a finished run: fit had nothing left to do
-        metrics = json.loads(previous.read_text())
+    if not metrics:  # relaunch of a finished run: fit had nothing left to do
+        metrics = read_json(output_dir / METRICS_FILE) or {}
     if trainer.is_global_zero:
-        tmp = output_dir / f".{METRICS_FILE}.tmp"
-        tmp.write_text(json.dumps(metrics, indent=1))
-        os.replace(tmp, output_dir / METRICS_FILE)
+        write_json(output_dir / METRICS_FILE, metrics)
     log.info("run folder: %s", output_dir)
     return metrics
 
