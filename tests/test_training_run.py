@@ -96,6 +96,18 @@ def test_ema_follows_the_weights_after_each_optimizer_step_under_accumulation():
         torch.testing.assert_close(s, decay * p0 + (1 - decay) * p1.detach())
 
 
+@pytest.mark.parametrize("precision", ["bf16-mixed"])
+def test_mixed_precision_keeps_the_complex_score_in_float32(precision):
+    model = build_model_from_config(["backbone=ncsnpp_tiny", "encoder=cnn"])
+    seen = []
+    model.dnn.register_forward_hook(lambda m, args, out: seen.append((args[0].dtype, out.dtype)))
+    trainer = pl.Trainer(accelerator="cpu", max_steps=1, precision=precision, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(fake_batches(1), batch_size=None))
+    assert seen == [(torch.complex64, torch.complex64)]  # x_t in, score out: complex float32 under autocast
+    assert torch.isfinite(trainer.callback_metrics["train_loss"])
+
+
 # ---- checkpoints independent of validation, interruption ------------------------------------------------------
 @pytest.mark.slow
 def test_killed_run_resumes_with_its_step_and_ema_and_sigterm_exits_nonzero(tmp_path):
@@ -161,3 +173,24 @@ def test_multirun_with_ddp_runs_each_point_once_with_distinct_reproducible_rank_
     assert len(folders) == 2  # one stable folder per sweep point
     for folder in folders:  # each job's ranks trained in its own folder
         assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+
+
+# ---- loggers --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_wandb_offline_and_tensorboard_get_metrics_and_enhanced_examples_without_network(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    unreachable = {"WANDB_MODE": "offline", "WANDB_BASE_URL": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+                   "HTTP_PROXY": "http://127.0.0.1:9", "WANDB_SILENT": "true"}
+    args = tiny_train_args(tmp_path, "trainer.max_steps=2", "trainer.check_val_every_n_epoch=1", "logger=many",
+                           "data.num_eval_files=1", "callbacks.evaluator.examples_every=1",
+                           "callbacks.evaluator.metrics=[si_sdr]", "optimized_metric=valid_si_sdr")
+    run(args, env={**ENV, **unreachable})
+    (run_dir,) = [p for p in (tmp_path / "outputs" / "demo").iterdir() if p.is_dir()]
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")
+    assert list(offline.glob("run-*.wandb")) and list(offline.rglob("*.wav")) and list(offline.rglob("*.png"))
+    (events,) = (run_dir / "tensorboard").rglob("events.out.tfevents.*")
+    tags = EventAccumulator(str(events)).Reload().Tags()
+    assert any("valid_examples/0/enhanced" in t for t in tags["audio"])
+    assert any("spectrogram_enhanced" in t for t in tags["images"])
+    assert "valid_si_sdr" in (run_dir / "metrics.json").read_text()
