@@ -14,6 +14,7 @@ import torch
 from sgmse_nc.callbacks import BestCheckpoint
 from sgmse_nc.config import build_model_from_config, run_key
 from sgmse_nc.data.demo import ensure_demo_corpus
+from sgmse_nc.errors import UserError
 from sgmse_nc.training import resolve_ckpt_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def test_ckpt_path_null_refuses_to_overwrite_a_run(tmp_path):
     assert resolve_ckpt_path("auto", tmp_path) is None
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
     assert resolve_ckpt_path("auto", tmp_path).endswith("last.ckpt")
-    with pytest.raises(FileExistsError, match="ckpt_path=auto"):
+    with pytest.raises(UserError, match="ckpt_path=auto"):
         resolve_ckpt_path(None, tmp_path)
 
 
