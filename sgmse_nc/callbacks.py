@@ -3,6 +3,7 @@ validation cadence (and on preemption signals), best-k checkpoints without stale
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -33,8 +34,11 @@ class RankSeed(Callback):
         self.seed = seed
 
     def on_train_start(self, trainer, pl_module):
+        shared = os.environ.get("PL_GLOBAL_SEED")
         pl.seed_everything(rank_seed(self.seed, trainer.global_rank, trainer.global_step), workers=True,
                            verbose=False)
+        if shared is not None:  # what DistributedSampler shuffles with: it must stay the same on every rank
+            os.environ["PL_GLOBAL_SEED"] = shared
 
 
 class LastCheckpoint(Callback):
