@@ -50,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--skip-bad", action="store_true",
                    help="skip inputs that fail the check, enhance the rest, end with a summary and status 1")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--threads", type=lambda v: v if v == "auto" else int(v), default=1,
+                   help="CPU threads: a number, or auto = the cores free now (default 1: safe on a shared machine)")
     p.add_argument("--resample", action="store_true",
                    help="accept non-16 kHz input (resampled in and back out, at the input's length)")
     p.add_argument("--overwrite", action="store_true", help="re-enhance files already in --out")
@@ -71,8 +73,10 @@ def _run(argv=None) -> int:
     import torch
 
     from sgmse_nc.enhancement import enhance_folder
+    from sgmse_nc.threads import set_threads
 
     args = parse_args(argv)
+    set_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     summary = enhance_folder(args.ckpt, args.noisy, args.out, ref_dir=args.ref_dir, ref_strategy=args.ref_strategy,

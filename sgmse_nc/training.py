@@ -18,6 +18,7 @@ from sgmse_nc.io import read_json, write_json, write_text_atomic
 
 from sgmse_nc.data.scan import scan_datamodule
 from sgmse_nc.errors import UserError
+from sgmse_nc.threads import set_threads
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"  # a finished run's final metrics (what a sweeper optimises)
@@ -128,6 +129,7 @@ def train(cfg: DictConfig) -> dict:
     if _multirun_job_needs_own_processes(cfg):
         return train_subprocess(cfg)
     pl.seed_everything(cfg.seed, workers=True)  # identical initial weights on every rank
+    set_threads(cfg.get("threads", 1))
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     datamodule = build_data(cfg)
