@@ -20,7 +20,7 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/python train.py experiment=demo hydra.run.dir=$(RUN) ckpt_path=auto
 	$(BIN)/python enhance.py --ckpt $(RUN)/checkpoints/last.ckpt --noisy $(DEMO)/test/noisy \
-		--ref-dir $(DEMO)/test/noise_ref --sampler ode --out $(RUN)/enhanced
+		--ref-dir $(DEMO)/test/noise_ref --threads auto --out $(RUN)/enhanced
 	$(BIN)/python evaluate.py --enhanced $(RUN)/enhanced --clean $(DEMO)/test/clean \
 		--noisy $(DEMO)/test/noisy --manifest $(DEMO)/test/manifest.csv --group-by snr --out $(RUN)/eval
 

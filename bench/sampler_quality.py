@@ -5,7 +5,8 @@
 
 Each setting is `sampler[:key=value,...]` (keys: N, rho and the sampler's options, see sgmse_nc/sampling.py).
 Prints a Markdown table (network evaluations per utterance, mean PESQ / ESTOI / SI-SDR, their change vs the
-first setting, CPU and wall seconds) and writes it as JSON with --json. Seeds are fixed, so reruns agree.
+first setting, CPU and wall seconds), each row as soon as it is measured, and writes the rows as JSON with
+--json. Seeds are fixed, so reruns agree.
 """
 import argparse
 import json
@@ -57,24 +58,24 @@ def main():
     calls = []
     model.dnn.register_forward_hook(lambda *_: calls.append(1))
     batches = math.ceil(len(names) / args.batch_size)
-    rows = [{"setting": "noisy input", "nfe": 0, **scores(noisy, clean), "cpu_s": 0.0, "wall_s": 0.0}]
-    for text in args.settings:
-        setting = parse_setting(text)
-        calls.clear()
-        cpu, wall = time.process_time(), time.perf_counter()
-        out = enhance(model, noisy, refs, batch_size=args.batch_size, seed=0, **setting)
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        rows.append({"setting": text, "nfe": len(calls) / batches, **scores(out, clean), "cpu_s": cpu,
-                     "wall_s": wall})
-    ref = rows[1]
     print(f"{args.ckpt} ({model.sde.name}, predicts {model.prediction}), {len(names)} files of {args.data}, "
           f"threads={torch.get_num_threads()}")
     print("| sampler | evaluations | PESQ | ESTOI | SI-SDR [dB] | ΔPESQ | ΔSI-SDR [dB] | CPU s | wall s |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
+    rows = [{"setting": "noisy input", "nfe": 0, **scores(noisy, clean), "cpu_s": 0.0, "wall_s": 0.0}]
+    for text in [None, *args.settings]:  # one row at a time, so a long run shows its results as it goes
+        if text is not None:
+            setting = parse_setting(text)
+            calls.clear()
+            cpu, wall = time.process_time(), time.perf_counter()
+            out = enhance(model, noisy, refs, batch_size=args.batch_size, seed=0, **setting)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            rows.append({"setting": text, "nfe": len(calls) / batches, **scores(out, clean), "cpu_s": cpu,
+                         "wall_s": wall})
+        r, ref = rows[-1], rows[min(1, len(rows) - 1)]
         print(f"| {r['setting']} | {r['nfe']:g} | {r['pesq']:.3f} | {r['estoi']:.3f} | {r['si_sdr']:.2f} | "
               f"{r['pesq'] - ref['pesq']:+.3f} | {r['si_sdr'] - ref['si_sdr']:+.2f} | {r['cpu_s']:.1f} | "
-              f"{r['wall_s']:.1f} |")
+              f"{r['wall_s']:.1f} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -49,7 +49,7 @@ def test_a_sampler_that_does_not_fit_the_sde_is_refused_when_the_model_is_built(
 
 
 def test_switching_sampler_at_inference_drops_the_checkpoint_options():
-    model = build_model_from_config(["backbone=ncsnpp_tiny", "encoder=none", "sampler=pc"]).eval()
+    model = build_model_from_config(["backbone=ncsnpp_tiny", "encoder=none", "sde=ouve", "sampler=pc"]).eval()
     y = _batch()["y"]
     calls = []
     model.dnn.register_forward_hook(lambda *a: calls.append(1))
