@@ -79,10 +79,13 @@ def synthetic_corpora(data: Path) -> None:
     """Stand-ins for every corpus the experiments read: VoiceBank-DEMAND layout and two noise pools."""
     from sgmse_nc.data.demo import ensure_demo_corpus
 
-    ensure_demo_corpus(data / "vbdmd", num_train=4, num_valid=2, num_test=2, seconds=[1.0, 1.5])
+    # two noise types over six utterances: the honest reference strategies find another utterance of the label
+    ensure_demo_corpus(data / "vbdmd", num_train=6, num_valid=2, num_test=2, seconds=[1.0, 1.5],
+                       noise_types=["white", "pink"])
     rng = np.random.default_rng(0)
-    for path in ("noise/DEMAND/DKITCHEN/ch01.wav", "noise/DEMAND/STRAFFIC/ch01.wav", "noise/wham_noise/tr/a.wav"):
-        write_audio(data / path, 0.1 * rng.standard_normal(24000).astype(np.float32), 16000)
+    for path in ("noise/DEMAND/DKITCHEN/ch01.wav", "noise/DEMAND/DKITCHEN/ch02.wav", "noise/DEMAND/STRAFFIC/ch01.wav",
+                 "noise/DEMAND/STRAFFIC/ch02.wav", "noise/wham_noise/tr/a.wav"):
+        write_audio(data / path, 0.1 * rng.standard_normal(8 * 16000).astype(np.float32), 16000)
 
 
 TINY = ["backbone=ncsnpp_tiny", "trainer=cpu", "trainer.max_steps=2", "trainer.max_epochs=1",
