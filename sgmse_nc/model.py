@@ -202,9 +202,15 @@ class ScoreModel(pl.LightningModule):
         del ckpt
         # A pre-trained tower comes from its weight file (frozen; relocatable) or from the checkpoint (fine-tuned).
         encoder = inference_encoder_config(hparams.get("encoder"), encoder_weights)
-        # Anything failing from here on is a real error in a checkpoint of ours: it is not relabelled.
-        model = cls.load_from_checkpoint(str(path), map_location=map_location, weights_only=False,
-                                         **({} if encoder is None else {"encoder": encoder}))
+        try:  # only weights that do not fit the model their hyper-parameters describe are relabelled
+            model = cls.load_from_checkpoint(str(path), map_location=map_location, weights_only=False,
+                                             **({} if encoder is None else {"encoder": encoder}))
+        except RuntimeError as err:
+            if not str(err).startswith("Error(s) in loading state_dict"):
+                raise
+            first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+            raise ValueError(f"{path}: not a sgmse_nc checkpoint (its weights do not fit the model its "
+                             f"hyper-parameters describe: {first}). {hint}") from None
         if use_ema:
             model.ema.copy_to(model)
         return model.eval()

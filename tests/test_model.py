@@ -137,7 +137,7 @@ def test_load_for_inference_relabels_only_files_that_are_not_ours(tmp_path):
     for path in (junk, other):
         with pytest.raises(ValueError, match=f"{path.name}: not a sgmse_nc checkpoint"):
             ScoreModel.load_for_inference(path)
-    # one of ours with a broken weight is a real error, reported as such (not "not a sgmse_nc checkpoint")
+    # weights that do not fit the hyper-parameters are named as such
     model = tiny_model(encoder="none")
     state = model.state_dict()
     key = next(k for k in state if k.endswith("weight"))
@@ -145,5 +145,5 @@ def test_load_for_inference_relabels_only_files_that_are_not_ours(tmp_path):
     broken = tmp_path / "broken.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": dict(model.hparams), "global_step": 1,
                 "pytorch-lightning_version": pl.__version__}, broken)
-    with pytest.raises(RuntimeError, match="size mismatch"):
+    with pytest.raises(ValueError, match="not a sgmse_nc checkpoint .its weights do not fit.*size mismatch"):
         ScoreModel.load_for_inference(broken)
