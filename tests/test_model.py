@@ -8,7 +8,7 @@ from sgmse_nc.model import ScoreModel
 
 
 def tiny_model(encoder="cnn", **kw) -> ScoreModel:
-    return build_model_from_config(["backbone=ncsnpp_tiny", f"encoder={encoder}"], **kw)
+    return build_model_from_config(["backbone=ncsnpp_tiny", f"encoder={encoder}", "sde=ouve", "sampler=ode"], **kw)
 
 
 def fake_batch(b=2, frames=64, ref_frames=32, seed=0):
