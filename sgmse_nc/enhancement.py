@@ -154,17 +154,17 @@ def _enhance_batch(model: ScoreModel, units: list[_Unit], wavs: list[torch.Tenso
                    guidance_scale: float | None, sampler_overrides: dict) -> list[torch.Tensor]:
     """Enhance the units of one batch; wavs[i] / conds[i]: the (normalised) stream and condition of units[i]."""
     spec, device = model.spec, model.device
-    ys = []
+    ys, frames = [], []
     for u, wav in zip(units, wavs):
         y = spec.to_spec(wav[u.start:u.stop].to(device))
+        frames.append(y.shape[-1])  # the padding frames must go before the inverse STFT (they skew its envelope)
         ys.append(torch.nn.functional.pad(y, (0, u.frames - y.shape[-1])))
     generators = None
     if all(u.seed is not None for u in units):
         generators = [torch.Generator(device=device).manual_seed(u.seed) for u in units]
     x_hat = model.enhance_spec(torch.stack(ys).unsqueeze(1), stack_conditions(conds),
                                guidance_scale=guidance_scale, generator=generators, **sampler_overrides)
-    return [spec.to_wav(x[0, :, :y.shape[-1]], length=u.stop - u.start).cpu()
-            for u, x, y in zip(units, x_hat, ys)]
+    return [spec.to_wav(x[0, :, :n], length=u.stop - u.start).cpu() for u, x, n in zip(units, x_hat, frames)]
 
 
 def _encode_reference(model: ScoreModel, reference: torch.Tensor | None, norm: torch.Tensor):
