@@ -225,15 +225,20 @@ def test_silent_reference_is_warned_per_file(tmp_path, tiny_ckpt, caplog):
 def test_results_depend_on_seed_and_name_only(tmp_path, tiny_ckpt):
     """Batch 1 vs 4, and a file enhanced alone vs within a folder, give identical files."""
     noisy, refs = folder(tmp_path, 5, seconds=(0.6, 0.7, 1.3, 0.65, 1.2))
-    common = ("--ckpt", tiny_ckpt, "--ref-dir", refs, *FAST)
+    # a stochastic sampler (the tiny model's own SB ODE sampler draws nothing, so no seed could matter)
+    common = ("--ckpt", tiny_ckpt, "--ref-dir", refs, "--sampler", "sb_sde", *FAST)
     enhance(*common, "--noisy", noisy, "--out", tmp_path / "b1", "--batch-size", "1", check=0)
     enhance(*common, "--noisy", noisy, "--out", tmp_path / "b4", "--batch-size", "4", check=0)
+    whole = audio(tmp_path / "b4")
     (tmp_path / "b4" / "u2.wav").unlink()  # as if an earlier run stopped before it
     enhance(*common, "--noisy", noisy, "--out", tmp_path / "b4", "--batch-size", "4", check=0)
     b1, b4 = audio(tmp_path / "b1"), audio(tmp_path / "b4")
-    assert b1.keys() == b4.keys() and len(b1) == 5
+    assert b1.keys() == b4.keys() == whole.keys() and len(b1) == 5
     for name in b1:
-        np.testing.assert_array_equal(b1[name], b4[name], err_msg=name)
+        np.testing.assert_array_equal(b4[name], whole[name], err_msg=name)  # resumed == uninterrupted, bit for bit
+        # Another batch size runs other float kernels (GEMM blocking), so the last bit of an int16 sample may
+        # round the other way; the randomness is the same (a different noise draw differs by far more than 1).
+        assert np.abs(b1[name].astype(int) - b4[name].astype(int)).max() <= 1, name
     other_seed = tmp_path / "s1"
     enhance(*common, "--noisy", noisy, "--out", other_seed, "--seed", "1", check=0)
     assert not np.array_equal(audio(other_seed)["u0.wav"], b1["u0.wav"])

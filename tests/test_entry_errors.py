@@ -50,7 +50,8 @@ def test_training_on_48k_and_corrupt_files_stops_at_setup_with_every_file_named(
     out = run("train.py", "data=vbdmd", f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}",
               "backbone=ncsnpp_tiny", "trainer=cpu", "data.num_workers=0", "data.train.reference=noise_ref_dir")
     line = error_line(out)
-    assert "18 of 18 input file(s) cannot be used, training was not started" in line
+    # train + valid (clean, noisy, noise_ref x 2); the test split is built (and scanned) only with test_after_fit
+    assert "12 of 12 input file(s) cannot be used, training was not started" in line
     assert "sample rate 48000 Hz, 16000 Hz is needed" in line and "python -m sgmse_nc.data.prepare vbdmd" in line
     assert "train/noisy/p1.wav" in line and "cannot be read as audio" in line
     assert not (tmp_path / "run" / "checkpoints").exists()

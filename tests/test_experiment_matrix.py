@@ -57,6 +57,7 @@ def test_scale_does_not_touch_the_demo():
 
 
 def test_optuna_search_composes_with_a_named_metric():
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason='pip install -e ".[sweep]" (in .[dev] too)')
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
