@@ -123,7 +123,7 @@ def test_end_to_end_on_a_trained_demo_model(demo_run, tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     text = (tmp_path / "rep" / "report.md").read_text()
     assert text.startswith("# Evaluation report — ORACLE references")
-    assert "3 training steps" in text and "sampler ode, N=2" in text
+    assert "3 training steps" in text and "sampler dpm, N=2" in text  # the demo is an SB model (dpm)
     for name, n in (("test", 3), ("valid", 2)):
         saved = json.loads((tmp_path / "rep" / name / "comparison.json").read_text())
         labels = [(s["labels"]["w"], s["labels"]["reference"]) for s in saved["systems"]]
