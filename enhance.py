@@ -39,7 +39,9 @@ def parse_args(argv=None):
     p.add_argument("--corrector-steps", type=int, default=None, help="pc corrector steps (default: the checkpoint's)")
     p.add_argument("--order", type=int, default=None, choices=[1, 2], help="dpm solver order (default: the "
                                                                            "checkpoint's, else 2)")
-    p.add_argument("--batch-size", type=int, default=4, help="chunks enhanced together (at least 1)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="chunks enhanced together, at least 1 (default: 1 on a CPU, where batching is slower; 4 on "
+                        "a GPU)")
     p.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS,
                    help=f"files longer than this are enhanced in overlapping chunks, so memory stays flat in the "
                         f"file length (default {DEFAULT_CHUNK_SECONDS:g}; at least {MIN_CHUNK_SECONDS:g}; "

@@ -40,3 +40,31 @@ def test_peak_memory_sees_a_large_allocation():
 def torch_ones_mib(mib: int):
     import torch
     return torch.ones(mib * 2**20 // 4)
+
+
+def test_sampler_quality_counts_evaluations_per_utterance(tmp_path, monkeypatch):
+    """Files of unequal lengths fall into separate batches: evaluations per utterance must still be N (Euler
+    ODE) and 2N - 1 (Heun), not calls per nominal batch."""
+    import sys
+
+    import torch
+
+    from sgmse_nc.audio import write_audio
+    bench = load_bench()
+    ckpt = tmp_path / "model.ckpt"
+    bench._save_checkpoint(bench.build_model("ncsnpp_tiny", "cnn", extra=["sde=ouve", "sampler=ode"]), ckpt)
+    g = torch.Generator().manual_seed(0)
+    for sub in ("noisy", "clean", "noise_ref"):
+        (tmp_path / sub).mkdir()
+        for i, seconds in enumerate((1.0, 1.4, 2.1)):
+            write_audio(tmp_path / sub / f"f{i}.wav", 0.1 * torch.randn(int(seconds * 16000), generator=g), 16000)
+    spec = importlib.util.spec_from_file_location("sampler_quality", BENCH.parent / "sampler_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "rows.json"
+    monkeypatch.setattr(sys, "argv", ["sampler_quality.py", "--ckpt", str(ckpt), "--data", str(tmp_path),
+                                      "--batch-size", "2", "--json", str(out), "ode:N=3", "heun:N=3"])
+    module.main()
+    rows = json.loads(out.read_text())
+    assert [(r["setting"], r["nfe"]) for r in rows] == [("noisy input", 0), ("ode:N=3", 3), ("heun:N=3", 5)]
+    assert all(r["pesq"] > 0 for r in rows)

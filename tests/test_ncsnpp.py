@@ -306,6 +306,40 @@ def test_pointwise_equals_conv2d():
     torch.testing.assert_close(nin.tokens(tokens), nin(x).flatten(2).transpose(1, 2))
 
 
+def test_pointwise_keeps_channels_last():
+    conv = layers.conv1x1(6, 5)
+    torch.nn.init.normal_(conv.bias)
+    x = torch.randn(3, 6, 4, 7).contiguous(memory_format=torch.channels_last)
+    out = conv(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, torch.nn.functional.conv2d(x.contiguous(), conv.weight, conv.bias))
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_channels_last_layout_survives_every_module(batch):
+    """On CPU every feature map stays NHWC (a module that falls back to NCHW costs a copy and slow kernels
+    downstream); with channels_last=False every one stays NCHW. Batch 1 included: its batch stride is free."""
+    torch.manual_seed(0)
+    net = NCSNpp(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(64,), token_dim=3,
+                 xattn_resolutions=(64,)).eval()
+    from sgmse_nc.condition import Condition
+    cond = Condition(tokens=torch.randn(batch, 2, 3), mask=torch.ones(batch, 2, dtype=torch.bool))
+    x_t, y = spectrograms(batch, 32)
+    for channels_last, layout in ((None, torch.channels_last), (False, torch.contiguous_format)):
+        net.channels_last = channels_last
+        wrong = []
+        hooks = [m.register_forward_hook(lambda m, _, out: wrong.append(type(m).__name__) if (
+            isinstance(out, torch.Tensor) and out.dim() == 4 and not out.is_complex() and out.shape[1] > 1
+            and not out.is_contiguous(memory_format=layout)) else None) for m in net.all_modules.modules()]
+        hooks += [m.register_forward_hook(lambda m, _, out: wrong.append("xattn") if not out.is_contiguous(
+            memory_format=layout) else None) for m in net.xattn.values()]
+        with torch.no_grad():
+            net(x_t, y, torch.full((batch,), 0.5), cond)
+        for h in hooks:
+            h.remove()
+        assert not wrong, f"channels_last={channels_last}: {sorted(set(wrong))} changed the layout"
+
+
 def _use_straightforward_ops(monkeypatch):
     """Swap every fast path for the textbook computation it replaces."""
     monkeypatch.setattr(resample, "fir_upsample", resample.fir_upsample_reference)
@@ -339,6 +373,7 @@ def test_fast_network_equals_straightforward_one(monkeypatch, options):
 
     fast, fast_grads = run()
     _use_straightforward_ops(monkeypatch)
+    net.channels_last = False  # and the reference's NCHW layout
     plain, plain_grads = run()
     assert (fast - plain).abs().max() <= 1e-5 * plain.abs().max()
     assert fast_grads.keys() == plain_grads.keys()

@@ -53,8 +53,21 @@ def conv3x3(in_ch: int, out_ch: int, init_scale: float = 1.0) -> nn.Conv2d:
     return conv
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """NHWC strides (and not also NCHW ones, as a single channel or pixel would have)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def layout_of(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if is_channels_last(x) else torch.contiguous_format
+
+
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """A 1x1 convolution as one matrix product: x [B, I, H, W], weight [O, I] -> [B, O, H, W]."""
+    """A 1x1 convolution as one matrix product: x [B, I, H, W], weight [O, I] -> [B, O, H, W].
+
+    A channels_last x stays channels_last: it is one [B*H*W, I] x [I, O] product, no copy."""
+    if is_channels_last(x):
+        return F.linear(x.permute(0, 2, 3, 1), weight, bias).permute(0, 3, 1, 2)
     b, _, h, w = x.shape
     x = x.reshape(b, -1, h * w)
     weight = weight.expand(b, *weight.shape)  # bmm (not matmul, which may fold to a transposed result)
@@ -231,8 +244,8 @@ class AttnBlock(nn.Module):
         tokens = self.GroupNorm_0(x).flatten(2).transpose(1, 2)  # [B, H*W, C]
         q, k, v = (nin.tokens(tokens) for nin in (self.NIN_0, self.NIN_1, self.NIN_2))
         out = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(C), as in the reference
-        out = self.NIN_3.tokens(out).transpose(1, 2).reshape(b, c, h, w)
-        return residual_sum(x, out, self.skip_rescale)
+        out = self.NIN_3.tokens(out).view(b, h, w, c).permute(0, 3, 1, 2)  # NHWC strides, whatever b is
+        return residual_sum(x, out.contiguous(memory_format=layout_of(x)), self.skip_rescale)
 
 
 class Combine(nn.Module):
