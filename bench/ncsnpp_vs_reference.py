@@ -6,7 +6,7 @@
 
 Prints: the largest output difference (relative to the output's peak), interleaved medians of the
 forward (no grad) and of a training step (forward + loss + backward) with the ratio ours/reference,
-(--nchw: also ours in the reference's NCHW layout, whose default on CPU is channels_last), the activation
+(--nhwc: also ours with channels_last=True, NHWC feature maps), the activation
 memory autograd keeps for backward (exact, independent of load), each peak RSS
 measured in a fresh process per implementation (ours/reference), the counted FLOPs of
 one forward (torch.utils.flop_counter) and the achieved FLOP/s against a matmul timed in the same
@@ -119,7 +119,7 @@ def peak_rss_child(reference_path: str, name: str, batch: int, frames: int, trai
     torch.set_num_threads(threads)
     from sgmse_nc.nets import NCSNpp
     if name.startswith("ours"):  # memory ignores the weights
-        net = NCSNpp(channels_last=False if name == "ours NCHW" else None)
+        net = NCSNpp(channels_last=name == "ours NHWC")
     else:
         net = load_reference(Path(reference_path))()
     net.train(train)
@@ -147,8 +147,8 @@ def main():
     p.add_argument("--repeats", type=int, default=3, help="timed rounds per implementation after a warm-up")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak-memory runs")
-    p.add_argument("--nchw", action="store_true",
-                   help="also time ours in the reference's NCHW layout (channels_last=False), same weights")
+    p.add_argument("--nhwc", action="store_true",
+                   help="also time ours with NHWC feature maps (channels_last=True), same weights")
     args = p.parse_args()
     if load_reference(args.reference) is None:
         print(f"skipped: no reference checkout at {args.reference} (expected {args.reference}/sgmse/backbones/"
@@ -157,10 +157,10 @@ def main():
     torch.set_num_threads(args.threads)
     ours, reference = build_pair(args.reference)
     nets = {"ours": ours, "reference": reference}
-    if args.nchw:
+    if args.nhwc:
         import copy
-        nets["ours NCHW"] = copy.deepcopy(ours)
-        nets["ours NCHW"].channels_last = False
+        nets["ours NHWC"] = copy.deepcopy(ours)
+        nets["ours NHWC"].channels_last = True
     print(f"torch {torch.__version__}, {args.threads} thread(s); reference from {args.reference}")
 
     x_t, y, t = inputs(1, 128)
@@ -185,7 +185,7 @@ def main():
                     wall, cpu = wall + w, cpu + c
         med = {name: statistics.median(v) for name, v in times.items()}
         rows.append((f"{mode} {batch}x256x{frames}", med["ours"], med["reference"], cpu / wall,
-                     med.get("ours NCHW")))
+                     med.get("ours NHWC")))
 
     matmul = matmul_flops_per_s()
     flops = forward_flops(ours, *args.forward_shape)
@@ -193,10 +193,10 @@ def main():
     matmul_after = matmul_flops_per_s()
 
     print(f"\n{'':24s} {'ours s':>9s} {'ref s':>9s} {'ours/ref':>9s} {'cpu/wall':>9s}"
-          + (f" {'NCHW s':>9s} {'NCHW/ref':>9s}" if args.nchw else ""))
-    for label, o, r, load, nchw in rows:
+          + (f" {'NHWC s':>9s} {'NHWC/ref':>9s}" if args.nhwc else ""))
+    for label, o, r, load, nhwc in rows:
         print(f"{label:24s} {o:9.2f} {r:9.2f} {o / r:9.3f} {load:9.2f}"
-              + (f" {nchw:9.2f} {nchw / r:9.3f}" if nchw else ""))
+              + (f" {nhwc:9.2f} {nhwc / r:9.3f}" if nhwc else ""))
     x_t, y, t = inputs(*args.train_shape)
     saved = {name: saved_for_backward_mib(net, name, x_t, y, t) for name, net in nets.items()}
     print(f"\nsaved for backward, train step {args.train_shape[0]}x256x{args.train_shape[1]}: activations ours "

@@ -317,15 +317,15 @@ def test_pointwise_keeps_channels_last():
 
 @pytest.mark.parametrize("batch", [1, 2])
 def test_channels_last_layout_survives_every_module(batch):
-    """On CPU every feature map stays NHWC (a module that falls back to NCHW costs a copy and slow kernels
-    downstream); with channels_last=False every one stays NCHW. Batch 1 included: its batch stride is free."""
+    """With channels_last every feature map stays NHWC (a module that falls back to NCHW costs a copy and slow
+    kernels downstream); without, every one stays NCHW. Batch 1 included: its batch stride is free."""
     torch.manual_seed(0)
     net = NCSNpp(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(64,), token_dim=3,
                  xattn_resolutions=(64,)).eval()
     from sgmse_nc.condition import Condition
     cond = Condition(tokens=torch.randn(batch, 2, 3), mask=torch.ones(batch, 2, dtype=torch.bool))
     x_t, y = spectrograms(batch, 32)
-    for channels_last, layout in ((None, torch.channels_last), (False, torch.contiguous_format)):
+    for channels_last, layout in ((True, torch.channels_last), (False, torch.contiguous_format)):
         net.channels_last = channels_last
         wrong = []
         hooks = [m.register_forward_hook(lambda m, _, out: wrong.append(type(m).__name__) if (
@@ -354,7 +354,8 @@ def _use_straightforward_ops(monkeypatch):
                         lambda x, h, rescale: (x + h) / 2 ** 0.5 if rescale else x + h)
 
 
-@pytest.mark.parametrize("options", [{}, {"progressive": "none", "progressive_combine": "cat"}])
+@pytest.mark.parametrize("options", [{}, {"progressive": "none", "progressive_combine": "cat"},
+                                     {"channels_last": True}])
 def test_fast_network_equals_straightforward_one(monkeypatch, options):
     """Outputs and every gradient of a net with non-silent random weights, fast vs textbook ops."""
     torch.manual_seed(0)

@@ -41,10 +41,11 @@ class NCSNpp(nn.Module):
     token_dim: size of condition tokens (0 = none); they enter through cross-attention at the frequency
       resolutions `xattn_resolutions` (after each down-path residual block of that level and after the
       up-path blocks of that level), `xattn_heads` heads.
-    channels_last: memory layout of the feature maps, not the arithmetic (outputs within 1e-5). On CPU
-      (None = there) oneDNN convolves, normalises and FIR-resamples NHWC maps without reordering them: a
-      forward takes 0.88x and a training step 0.83x the NCHW time (bench/ncsnpp_vs_reference.py --nchw).
-      Unmeasured on GPUs: off there unless set True.
+    channels_last: run the feature maps NHWC (the state dict and weights are unchanged). On CPU oneDNN then
+      convolves, normalises and FIR-resamples without reordering: a forward takes 0.88x and a training step
+      0.83x the NCHW time (bench/ncsnpp_vs_reference.py --nchw). Off by default: PyTorch's NHWC GroupNorm
+      on CPU computes the variance in one pass, losing precision where a group's mean is large against its
+      spread (1.2e-4 relative error at mean/std = 6, vs 1.2e-7 NCHW), and the GPU side is unmeasured.
     """
 
     # Submodules that are not part of SGMSE+'s network: checkpoint loading leaves them untouched.
@@ -56,7 +57,7 @@ class NCSNpp(nn.Module):
                  image_size: int = 256, centered: bool = True, scale_by_sigma: bool = True,
                  nonlinearity: str = "swish", resblock_type: str = "biggan", progressive: str = "output_skip",
                  progressive_input: str = "input_skip", progressive_combine: str = "sum", cond_dim: int = 0,
-                 token_dim: int = 0, xattn_resolutions=(), xattn_heads: int = 4, channels_last: bool | None = None):
+                 token_dim: int = 0, xattn_resolutions=(), xattn_heads: int = 4, channels_last: bool = False):
         super().__init__()
         ch_mult, attn_resolutions, fir_kernel = tuple(ch_mult), tuple(attn_resolutions), tuple(fir_kernel)
         if resblock_type != "biggan":
@@ -157,7 +158,7 @@ class NCSNpp(nn.Module):
         x = torch.cat([x_t.real, x_t.imag, y.real, y.imag], dim=1)
         if not self.centered:
             x = 2 * x - 1
-        if self.channels_last or (self.channels_last is None and x.device.type == "cpu"):
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         h = self._unet(x, self._embedding(t, cond), self._tokens(cond))
         if self.scale_by_sigma:  # SGMSE+ divides by t (its "sigma") before the output layer
