@@ -168,6 +168,10 @@ def main():
         a, b = call(ours, "ours", x_t, y, t), call(reference, "reference", x_t, y, t)
     rel = ((a - b).abs().max() / b.abs().max()).item()
     print(f"outputs: max |ours - reference| / max |reference| = {rel:.2e} ({'equal' if rel <= 1e-5 else 'DIFFERENT'})")
+    if "ours NHWC" in nets:
+        with torch.no_grad():
+            rel = ((call(nets["ours NHWC"], "ours NHWC", x_t, y, t) - b).abs().max() / b.abs().max()).item()
+        print(f"outputs NHWC: max |ours NHWC - reference| / max |reference| = {rel:.2e}")
 
     rows = []
     for mode, (batch, frames), train in (("forward", args.forward_shape, False),
@@ -215,12 +219,15 @@ def main():
                                                             args.threads))
             ratio = f"{mem['ours'] / mem['reference']:.3f}" if mem["reference"] > 0 else "n/a (too small to see)"
             print(f"{mode + f' {batch}x256x{frames}':24s} ours {mem['ours']:8.0f} MiB  reference "
-                  f"{mem['reference']:8.0f} MiB  ours/ref {ratio}")
+                  f"{mem['reference']:8.0f} MiB  ours/ref {ratio}"
+                  + (f"  NHWC {mem['ours NHWC']:8.0f} MiB" if "ours NHWC" in mem else ""))
     achieved = flops / fwd_time
     mm = statistics.mean([matmul, matmul_after])
     print(f"\none forward {args.forward_shape[0]}x256x{args.forward_shape[1]}: {flops / 1e12:.3f} TFLOP counted; "
           f"achieved {achieved / 1e9:.0f} GFLOP/s = {achieved / mm:.2f} x the matmul's {mm / 1e9:.0f} GFLOP/s "
           f"(2048^2 fp32, before {matmul / 1e9:.0f} / after {matmul_after / 1e9:.0f})")
+    if rows[0][4]:
+        print(f"NHWC: achieved {flops / rows[0][4] / 1e9:.0f} GFLOP/s = {flops / rows[0][4] / mm:.2f} x the matmul's")
 
 
 if __name__ == "__main__":

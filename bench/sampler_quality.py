@@ -3,6 +3,8 @@
     python bench/sampler_quality.py --ckpt outputs/demo/quickstart/checkpoints/last.ckpt --data data/demo/test \\
         pc:N=30 ode:N=30 heun:N=5 dpm:N=5,order=2 dpm:N=10,order=1
 
+"evaluations" are network rows per utterance: N for the ODE samplers, 2N for pc, twice that under guidance
+w != 1 (conditional and null rows), times the chunks of files longer than the chunk length.
 Each setting is `sampler[:key=value,...]` (keys: N, rho and the sampler's options, see sgmse_nc/sampling.py).
 Prints a Markdown table (network evaluations per utterance, mean PESQ / ESTOI / SI-SDR, their change vs the
 first setting, CPU and wall seconds), each row as soon as it is measured, and writes the rows as JSON with

@@ -114,6 +114,13 @@ class _Unit:
     seed: int | None
 
 
+def default_batch_size(device) -> int:
+    """Chunks enhanced together when the user does not say: 1 on a CPU, where batching is slower (bench/run.py
+    --only folder: 32 two-second files ran at 0.88x the batch-1 throughput at batch 8, with 1 or 2 threads),
+    4 on accelerators."""
+    return 1 if torch.device(device).type == "cpu" else 4
+
+
 @dataclass
 class _Plan:
     """The batches of a set of streams (mono waveforms), fixed by their lengths and seeds alone."""
@@ -177,7 +184,7 @@ def _encode_reference(model: ScoreModel, reference: torch.Tensor | None, norm: t
 
 @torch.no_grad()
 def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch.Tensor | None] | None = None,
-            batch_size: int = 4, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+            batch_size: int | None = None, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
             overlap_seconds: float = OVERLAP_SECONDS, sample_rate: int = SAMPLE_RATE,
             guidance_scale: float | None = None, seed: int | None = 0, names: list[str] | None = None,
             **sampler_overrides) -> list[torch.Tensor]:
@@ -188,6 +195,7 @@ def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch
     names: what seeds each file's randomness together with `seed` (default: its index).
     """
     references = references or [None] * len(noisy)
+    batch_size = default_batch_size(model.device) if batch_size is None else batch_size
     names = names or [str(i) for i in range(len(noisy))]
     norms = [peak_normalise(w)[1] for w in noisy]
     conds = [_encode_reference(model, r, n) for r, n in zip(references, norms)]  # once per file
@@ -344,13 +352,6 @@ def _read_checkpoint(path: Path) -> dict:
         raise UserError(f"--ckpt {path}: a PyTorch file, but not a sgmse_nc checkpoint (no model "
                         f"hyper-parameters). {fix}")
     return state
-
-
-def default_batch_size(device) -> int:
-    """Chunks enhanced together when the user does not say: 1 on a CPU, where batching is slower (bench/run.py
-    --only folder: 32 two-second files ran at 0.88x the batch-1 throughput at batch 8, with 1 or 2 threads),
-    4 on accelerators."""
-    return 1 if torch.device(device).type == "cpu" else 4
 
 
 def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", batch_size: int | None = None,

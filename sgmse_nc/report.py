@@ -237,7 +237,7 @@ def run_report(cfg) -> dict:
 
                         enhance_folder(run.ckpt, test_set / "noisy", folder / "enhanced",
                                        ref_dir=ref_dirs[cond.reference] if cond.w > 0 and run.conditional else None,
-                                       device=cfg.get("device", "cpu"), batch_size=int(cfg.get("batch_size", 4)),
+                                       device=cfg.get("device", "cpu"), batch_size=cfg.get("batch_size"),
                                        guidance_scale=cond.w if cond.w > 0 else None, seed=cfg.get("seed", 0),
                                        **sampler)
                         pending[(run.name, set_name, key)] = scorer.submit(

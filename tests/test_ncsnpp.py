@@ -355,7 +355,7 @@ def _use_straightforward_ops(monkeypatch):
 
 
 @pytest.mark.parametrize("options", [{}, {"progressive": "none", "progressive_combine": "cat"},
-                                     {"channels_last": True}])
+                                     {"channels_last": True, "token_dim": 3, "xattn_resolutions": (64,)}])
 def test_fast_network_equals_straightforward_one(monkeypatch, options):
     """Outputs and every gradient of a net with non-silent random weights, fast vs textbook ops."""
     torch.manual_seed(0)
@@ -365,6 +365,9 @@ def test_fast_network_equals_straightforward_one(monkeypatch, options):
             p.add_(0.05 * torch.randn_like(p)) if p.requires_grad else None
     x_t, y = spectrograms(2, 32)
     t, cond = torch.tensor([0.1, 0.8]), torch.randn(2, 4)
+    if options.get("token_dim"):
+        from sgmse_nc.condition import Condition
+        cond = Condition(embedding=cond, tokens=torch.randn(2, 5, 3), mask=torch.tensor([[1, 1, 1, 0, 0]] * 2).bool())
 
     def run():
         net.zero_grad()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import group_norm, layout_of
+from .layers import group_norm
 
 
 class GlobalConditioning(nn.Module):
@@ -69,4 +69,4 @@ class CrossAttention(nn.Module):
         if mask is not None:  # all-masked rows come out NaN: they attend to nothing
             out = torch.where(mask.any(dim=1).view(-1, 1, 1, 1), out, torch.zeros_like(out))
         out = self.out(out.transpose(1, 2).flatten(2))  # [B, F*T, C]
-        return h + out.view(b, f, t, c).permute(0, 3, 1, 2).contiguous(memory_format=layout_of(h))
+        return h + out.view(b, f, t, c).permute(0, 3, 1, 2)  # out of place: h's layout, NCHW or NHWC

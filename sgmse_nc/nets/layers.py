@@ -58,10 +58,6 @@ def is_channels_last(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def layout_of(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if is_channels_last(x) else torch.contiguous_format
-
-
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """A 1x1 convolution as one matrix product: x [B, I, H, W], weight [O, I] -> [B, O, H, W].
 
@@ -244,8 +240,8 @@ class AttnBlock(nn.Module):
         tokens = self.GroupNorm_0(x).flatten(2).transpose(1, 2)  # [B, H*W, C]
         q, k, v = (nin.tokens(tokens) for nin in (self.NIN_0, self.NIN_1, self.NIN_2))
         out = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(C), as in the reference
-        out = self.NIN_3.tokens(out).view(b, h, w, c).permute(0, 3, 1, 2)  # NHWC strides, whatever b is
-        return residual_sum(x, out.contiguous(memory_format=layout_of(x)), self.skip_rescale)
+        out = x + self.NIN_3.tokens(out).view(b, h, w, c).permute(0, 3, 1, 2)  # out of place: x's layout
+        return out.div_(math.sqrt(2.0)) if self.skip_rescale else out
 
 
 class Combine(nn.Module):

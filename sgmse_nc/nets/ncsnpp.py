@@ -43,7 +43,7 @@ class NCSNpp(nn.Module):
       up-path blocks of that level), `xattn_heads` heads.
     channels_last: run the feature maps NHWC (the state dict and weights are unchanged). On CPU oneDNN then
       convolves, normalises and FIR-resamples without reordering: a forward takes 0.88x and a training step
-      0.83x the NCHW time (bench/ncsnpp_vs_reference.py --nchw). Off by default: PyTorch's NHWC GroupNorm
+      0.83x the NCHW time (bench/ncsnpp_vs_reference.py --nhwc). Off by default: PyTorch's NHWC GroupNorm
       on CPU computes the variance in one pass, losing precision where a group's mean is large against its
       spread (1.2e-4 relative error at mean/std = 6, vs 1.2e-7 NCHW), and the GPU side is unmeasured.
     """
