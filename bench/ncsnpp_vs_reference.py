@@ -11,6 +11,9 @@ memory autograd keeps for backward (exact, independent of load), each peak RSS
 measured in a fresh process per implementation (ours/reference), the counted FLOPs of
 one forward (torch.utils.flop_counter) and the achieved FLOP/s against a matmul timed in the same
 run, and the cpu/wall ratio (< 1 threads x 100 % means others compete for the cores).
+--profile adds where each implementation's time goes (torch.profiler self time by kind of operation, forward
+and training step) and the floor it implies: our 3x3 convolutions run the reference's own oneDNN kernels, so
+ours / reference cannot go below (our 3x3 convolution time) / (reference total) without faster convolutions.
 The reference's forward takes [x_t, y] stacked as 2 complex channels and returns minus our score.
 """
 from __future__ import annotations
@@ -95,6 +98,88 @@ def forward_flops(net, batch: int, frames: int) -> int:
     return counter.get_total_flops()
 
 
+KINDS = ("3x3 conv", "FIR resampling", "1x1 conv / matmul", "GroupNorm", "activation", "attention",
+         "copies (cat, pad, copy)", "elementwise", "other")
+
+
+def kind_of(name: str, shapes: list) -> str:
+    """The kind of one aten operation, from its name and (for convolutions) its weight's shape."""
+    op = name.removeprefix("aten::")
+    if "conv" in op:
+        weight = shapes[2] if "backward" in op else shapes[1] if len(shapes) > 1 else []
+        if len(weight) != 4:
+            return "other"
+        if weight[2:] == [1, 1]:
+            return "1x1 conv / matmul"
+        return "FIR resampling" if weight[1] == 1 else "3x3 conv"
+    if op.rstrip("_") in ("mm", "bmm", "baddbmm", "addmm", "matmul", "linear") or op.endswith("mm_backward"):
+        return "1x1 conv / matmul"
+    if "group_norm" in op:
+        return "GroupNorm"
+    if op.startswith(("silu", "relu", "elu", "leaky_relu", "gelu", "sigmoid")):
+        return "activation"
+    if "attention" in op or op.startswith("_softmax"):
+        return "attention"
+    if op.rstrip("_") in ("cat", "copy", "fill", "zero", "constant_pad_nd", "_to_copy", "clone", "contiguous",
+                          "index", "slice_backward", "im2col", "col2im"):
+        return "copies (cat, pad, copy)"
+    if op.rstrip("_") in ("add", "sub", "mul", "div", "neg", "pow", "sum", "mean", "addcmul", "where", "exp",
+                          "sin", "cos", "log", "sqrt", "rsqrt", "abs", "threshold_backward", "masked_fill"):
+        return "elementwise"
+    return "other"
+
+
+def conv3x3_flops(shapes: list) -> int:
+    """FLOPs of a stride-1, same-padded 3x3 convolution forward from its input and weight shapes."""
+    (n, _, h, w), (o, i, kh, kw) = shapes[0], shapes[1]
+    return 2 * n * o * h * w * i * kh * kw
+
+
+def profile_by_kind(fn) -> tuple[dict, int]:
+    """({kind: seconds of self CPU time}, FLOPs of the 3x3 convolution forwards) of one call of fn."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        fn()
+    seconds, flops = dict.fromkeys(KINDS, 0.0), 0
+    for event in prof.events():
+        kind = kind_of(event.name, event.input_shapes)
+        seconds[kind] += event.self_cpu_time_total / 1e6
+        if kind == "3x3 conv" and event.name in ("aten::mkldnn_convolution", "aten::_slow_conv2d_forward"):
+            flops += conv3x3_flops(event.input_shapes)
+    return seconds, flops
+
+
+def print_profile(nets: dict, shapes: dict, matmul: float, repeats: int = 1):
+    """Per kind of operation, each net's self time for a forward and a training step (of the profiled run
+    with the median total, after a warm-up); the floor."""
+    for mode, (batch, frames), train in (("forward", shapes["forward"], False),
+                                         ("train step", shapes["train"], True)):
+        x_t, y, t = inputs(batch, frames)
+        table = {}
+        for name, net in nets.items():
+            net.train(train)
+            step(net, name, x_t, y, t, train)  # warm-up
+            runs = sorted((profile_by_kind(lambda: step(net, name, x_t, y, t, train)) for _ in range(repeats)),
+                          key=lambda run: sum(run[0].values()))
+            table[name] = runs[len(runs) // 2]
+        print(f"\nwhere the time goes, {mode} {batch}x256x{frames} (torch.profiler self CPU s, median of {repeats})")
+        print(f"{'':26s}" + "".join(f" {name:>11s}" for name in nets))
+        for kind in KINDS:
+            print(f"{kind:26s}" + "".join(f" {table[name][0][kind]:11.2f}" for name in nets))
+        totals = {name: sum(seconds.values()) for name, (seconds, _) in table.items()}
+        print(f"{'total':26s}" + "".join(f" {totals[name]:11.2f}" for name in nets))
+        for name in nets:
+            if name == "reference":
+                continue
+            conv = table[name][0]["3x3 conv"]
+            print(f"{name}: 3x3 convolutions alone are {conv / totals['reference']:.3f} x the reference's total "
+                  f"(the floor of ours/reference), {conv / totals[name]:.0%} of ours")
+        if not train:
+            for name, (seconds, flops) in table.items():
+                print(f"{name}: 3x3 convolutions {flops / 1e12:.3f} TFLOP at {flops / seconds['3x3 conv'] / 1e9:.0f}"
+                      f" GFLOP/s = {flops / seconds['3x3 conv'] / matmul:.2f} x the matmul's {matmul / 1e9:.0f}")
+
+
 def saved_for_backward_mib(net, name, x_t, y, t) -> tuple[float, float]:
     """(all, activations only) MiB of distinct storages autograd keeps for backward after one forward: the
     part of training memory the implementation decides (weights, grads and Adam state are the same)."""
@@ -149,6 +234,8 @@ def main():
     p.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak-memory runs")
     p.add_argument("--nhwc", action="store_true",
                    help="also time ours with NHWC feature maps (channels_last=True), same weights")
+    p.add_argument("--profile", action="store_true",
+                   help="also print where each implementation's time goes, by kind of operation")
     args = p.parse_args()
     if load_reference(args.reference) is None:
         print(f"skipped: no reference checkout at {args.reference} (expected {args.reference}/sgmse/backbones/"
@@ -228,6 +315,8 @@ def main():
           f"(2048^2 fp32, before {matmul / 1e9:.0f} / after {matmul_after / 1e9:.0f})")
     if rows[0][4]:
         print(f"NHWC: achieved {flops / rows[0][4] / 1e9:.0f} GFLOP/s = {flops / rows[0][4] / mm:.2f} x the matmul's")
+    if args.profile:
+        print_profile(nets, {"forward": args.forward_shape, "train": args.train_shape}, mm, args.repeats)
 
 
 if __name__ == "__main__":

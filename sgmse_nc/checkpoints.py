@@ -110,6 +110,26 @@ def read_checkpoint_file(path) -> dict:
     return ckpt
 
 
+def read_our_checkpoint(path) -> dict:
+    """A checkpoint train.py wrote, read without building the model (weights only, memory-mapped).
+
+    FileNotFoundError for a missing file, CheckpointError naming the file for anything that is not ours
+    (random bytes, a truncated copy, another framework's file); callers add how to fix it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:  # ours hold only tensors and plain containers; mmap: nothing is read into memory twice
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # zipfile, unpickling and EOF errors all mean "not a file of ours"
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable sgmse_nc checkpoint ({reason})") from None
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hparams, dict) or "backbone" not in hparams or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path}: not a sgmse_nc checkpoint (a PyTorch file without model hyper-parameters "
+                              f"or weights)")
+    return ckpt
+
+
 # ---------------------------------------------------------------- SGMSE+ checkpoints
 
 def _plain(value):

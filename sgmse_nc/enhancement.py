@@ -339,19 +339,13 @@ def load_model(ckpt, device: str = "cpu", use_ema: bool = True, encoder_weights=
 
 def _read_checkpoint(path: Path) -> dict:
     """The checkpoint's content without building the model (UserError when it is none of ours)."""
-    fix = ("Point --ckpt at a .ckpt written by train.py (e.g. outputs/<run>/checkpoints/last.ckpt); a published "
-           "SGMSE+ checkpoint is used through training's init_from_sgmse=<path>.")
-    if not path.is_file():
-        raise UserError(f"--ckpt {path}: file not found. {fix}")
+    from sgmse_nc.checkpoints import read_our_checkpoint
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # random bytes, a truncated download, another framework's pickle
-        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise UserError(f"--ckpt {path}: not a readable sgmse_nc checkpoint ({reason}). {fix}") from None
-    if not isinstance(state, dict) or "backbone" not in (state.get("hyper_parameters") or {}):
-        raise UserError(f"--ckpt {path}: a PyTorch file, but not a sgmse_nc checkpoint (no model "
-                        f"hyper-parameters). {fix}")
-    return state
+        return read_our_checkpoint(path)
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError(f"--ckpt {err}. Point --ckpt at a .ckpt written by train.py (e.g. outputs/<run>/"
+                        f"checkpoints/last.ckpt); a published SGMSE+ checkpoint is used through training's "
+                        f"init_from_sgmse=<path>.") from None
 
 
 def enhance_folder(ckpt, noisy_dir, out_dir, ref_dir=None, device: str = "cpu", batch_size: int | None = None,

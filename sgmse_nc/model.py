@@ -3,7 +3,6 @@ whole validation/test utterances (scored by sgmse_nc.validation.Evaluator). Sub-
 config dicts stored as hyper-parameters, so a checkpoint alone rebuilds the model (`load_for_inference`)."""
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -11,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from sgmse_nc.checkpoints import CheckpointError, read_our_checkpoint
 from sgmse_nc.condition import (Condition, as_condition, drop_condition, null_condition, select_condition,
                                 zero_condition)
 from sgmse_nc.ema import ParameterEMA
@@ -187,19 +187,14 @@ class ScoreModel(pl.LightningModule):
                            encoder_weights=None) -> "ScoreModel":
         """encoder_weights: where the frozen pre-trained tower's weight file lies now (checked by its sha256)."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: checkpoint not found. Point --ckpt at a .ckpt written by train.py "
-                                    f"(e.g. outputs/<run>/checkpoints/last.ckpt).")
         hint = "For an SGMSE+ checkpoint use sgmse_nc.checkpoints.load_sgmse_checkpoint."
-        try:  # ours hold only tensors and plain containers; mmap: nothing is read into memory twice
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:  # foreign classes, not a torch zip file
-            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-            raise ValueError(f"{path}: not a sgmse_nc checkpoint ({reason}). {hint}") from None
-        hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-        if not isinstance(hparams, dict) or "backbone" not in hparams or "state_dict" not in ckpt:
-            raise ValueError(f"{path}: not a sgmse_nc checkpoint (no model hyper-parameters or weights). {hint}")
-        del ckpt
+        try:
+            hparams = read_our_checkpoint(path)["hyper_parameters"]
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{err}. Point --ckpt at a .ckpt written by train.py (e.g. "
+                                    f"outputs/<run>/checkpoints/last.ckpt).") from None
+        except CheckpointError as err:
+            raise CheckpointError(f"{err}. {hint}") from None
         # A pre-trained tower comes from its weight file (frozen; relocatable) or from the checkpoint (fine-tuned).
         encoder = inference_encoder_config(hparams.get("encoder"), encoder_weights)
         try:  # only weights that do not fit the model their hyper-parameters describe are relabelled

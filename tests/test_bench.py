@@ -68,3 +68,47 @@ def test_sampler_quality_counts_evaluations_per_utterance(tmp_path, monkeypatch)
     rows = json.loads(out.read_text())
     assert [(r["setting"], r["nfe"]) for r in rows] == [("noisy input", 0), ("ode:N=3", 3), ("heun:N=3", 5)]
     assert all(r["pesq"] > 0 for r in rows)
+
+
+def test_profile_by_kind_sorts_ncsnpp_operations():
+    """The reference comparison's breakdown puts each NCSN++ operation in its kind, in forward and backward,
+    and counts the 3x3 convolutions' FLOPs from their shapes."""
+    import torch
+    from torch import nn
+
+    from sgmse_nc.nets.layers import conv1x1, conv3x3, group_norm
+    from sgmse_nc.nets.resample import Resample
+    spec = importlib.util.spec_from_file_location("ncsnpp_vs_reference", BENCH.parent / "ncsnpp_vs_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    net = nn.Sequential(conv3x3(4, 8), group_norm(8), nn.SiLU(), Resample(up=False), conv1x1(8, 8))
+    x = torch.randn(2, 4, 32, 16, requires_grad=True)
+    seconds, flops = module.profile_by_kind(lambda: net(x).square().sum().backward())
+    assert flops == 2 * 2 * 8 * 32 * 16 * 4 * 9
+    for kind in ("3x3 conv", "FIR resampling", "1x1 conv / matmul", "GroupNorm", "activation", "elementwise"):
+        assert seconds[kind] > 0, kind
+    assert module.kind_of("aten::convolution_backward", [[2, 8, 16, 8], [2, 8, 32, 16], [8, 1, 4, 4]]) \
+        == "FIR resampling"
+    assert module.kind_of("aten::mkldnn_convolution", [[2, 8, 32, 16], [8, 8, 1, 1], [8]]) == "1x1 conv / matmul"
+
+
+def test_nhwc_precision_compares_every_call_on_a_checkpoint(tmp_path):
+    import torch
+
+    from sgmse_nc.audio import write_audio
+    bench = load_bench()
+    ckpt = tmp_path / "model.ckpt"
+    bench._save_checkpoint(bench.build_model("ncsnpp_tiny", "cnn", extra=["sde=ouve", "sampler=ode"]), ckpt)
+    g = torch.Generator().manual_seed(0)
+    for sub in ("noisy", "noise_ref"):
+        (tmp_path / sub).mkdir()
+        write_audio(tmp_path / sub / "a.wav", 0.1 * torch.randn(16000, generator=g), 16000)
+    spec = importlib.util.spec_from_file_location("nhwc_precision", BENCH.parent / "nhwc_precision.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    group_norm = torch.nn.functional.group_norm
+    for extra in ([], ["--nchw-groupnorm"]):
+        [row] = module.main(["--ckpt", str(ckpt), "--data", str(tmp_path), "--N", "3", *extra])
+        assert row["calls"] == 3 and 0 < row["max_rel_diff"] < 1e-4  # NHWC kernels round differently, a little
+    assert torch.nn.functional.group_norm is group_norm  # the NCHW GroupNorm patch is undone

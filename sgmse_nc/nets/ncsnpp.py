@@ -42,10 +42,12 @@ class NCSNpp(nn.Module):
       resolutions `xattn_resolutions` (after each down-path residual block of that level and after the
       up-path blocks of that level), `xattn_heads` heads.
     channels_last: run the feature maps NHWC (the state dict and weights are unchanged). On CPU oneDNN then
-      convolves, normalises and FIR-resamples without reordering: a forward takes 0.88x and a training step
-      0.83x the NCHW time (bench/ncsnpp_vs_reference.py --nhwc). Off by default: PyTorch's NHWC GroupNorm
-      on CPU computes the variance in one pass, losing precision where a group's mean is large against its
-      spread (1.2e-4 relative error at mean/std = 6, vs 1.2e-7 NCHW), and the GPU side is unmeasured.
+      convolves, normalises and FIR-resamples without reordering (3x3 convolutions at 0.89x a matmul's FLOP/s
+      against 0.70x NCHW): a forward takes 0.71-0.88x and a training step 0.83-0.93x the NCHW time
+      (bench/ncsnpp_vs_reference.py --nhwc). Off by default: PyTorch's NHWC GroupNorm on CPU loses precision
+      where a group's mean is large against its spread (1.2e-4 relative error at mean/std = 6, vs 1.2e-7 NCHW),
+      which puts the trained demo models' outputs 1.7-5.5e-5 off the NCHW net's, against 1.4e-6 when only
+      GroupNorm runs NCHW (bench/nhwc_precision.py); the GPU side is unmeasured.
     """
 
     # Submodules that are not part of SGMSE+'s network: checkpoint loading leaves them untouched.
