@@ -84,8 +84,9 @@ def test_profile_by_kind_sorts_ncsnpp_operations():
     torch.manual_seed(0)
     net = nn.Sequential(conv3x3(4, 8), group_norm(8), nn.SiLU(), Resample(up=False), conv1x1(8, 8))
     x = torch.randn(2, 4, 32, 16, requires_grad=True)
-    seconds, flops = module.profile_by_kind(lambda: net(x).square().sum().backward())
-    assert flops == 2 * 2 * 8 * 32 * 16 * 4 * 9 and set(seconds) == set(module.KINDS)
+    by_kind, flops = module.profile_by_kind(lambda: net(x).square().sum().backward())
+    assert set(by_kind) == set(module.KINDS)
+    assert flops == 2 * 2 * 8 * 32 * 16 * 4 * 9  # counted from the 3x3 convolution's shapes
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
         net(x).square().sum().backward()
     seen = {module.kind_of(event.name, event.input_shapes) for event in prof.events()}
