@@ -1,4 +1,4 @@
-"""Enhancement speed: real-time factor (processing seconds / audio seconds) of `sgmse_nc.enhancement.enhance`
+"""Enhancement speed: real-time factor (processing seconds / audio seconds) of `sgmse_nc.enhance.core.enhance`
 for a backbone config, with a randomly initialised model (speed does not depend on the weights).
 
     python bench/enhance_rtf.py --backbone ncsnpp_tiny --seconds 4 --N 30
@@ -10,7 +10,7 @@ import time
 import torch
 
 from sgmse_nc.config import build_model_from_config
-from sgmse_nc.enhancement import enhance
+from sgmse_nc.enhance.core import enhance
 
 
 def main():

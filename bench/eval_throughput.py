@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from sgmse_nc.evaluation import evaluate_folders
+from sgmse_nc.eval.folder import evaluate_folders
 
 SR = 16000
 

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from sgmse_nc.audio import list_audio, read_audio
-from sgmse_nc.enhancement import enhance
-from sgmse_nc.model import ScoreModel
+from sgmse_nc.enhance.core import enhance
+from sgmse_nc.diffusion.model import ScoreModel
 from sgmse_nc.nets.layers import is_channels_last
 from sgmse_nc.threads import set_threads
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from sgmse_nc.audio import read_audio, write_audio
-from sgmse_nc.data.demo import ensure_demo_corpus
+from sgmse_nc.data.prepare.demo import ensure_demo_corpus
 from sgmse_nc.data.honesty import similarity
 from sgmse_nc.data.mixing import MixingDataset
 from sgmse_nc.data.paired import PairedFolderDataset

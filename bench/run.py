@@ -199,7 +199,7 @@ def bench_train(s, device):
 
 def _sampler_models(backbone, device):
     """One conditional model per SDE the registered samplers need (encoder cnn, so w = 3 means something)."""
-    from sgmse_nc.sampling import SAMPLERS
+    from sgmse_nc.diffusion.sampling import SAMPLERS
     models = {}
     for name, sampler in SAMPLERS.items():
         sde = "ouve" if sampler.sdes is None or "ouve" in sampler.sdes else sampler.sdes[0]
@@ -211,7 +211,7 @@ def _sampler_models(backbone, device):
 
 def bench_sampling(s, device):
     """Evaluations per utterance (counted on the sampling backbone) x network time per evaluation."""
-    from sgmse_nc.enhancement import enhance
+    from sgmse_nc.enhance.core import enhance
     rows = []
     net_time = {}  # (backbone, frames, rows) -> seconds per network call
     for seconds in s["sampling_seconds"]:
@@ -246,7 +246,7 @@ def bench_sampling(s, device):
 
 def bench_memory(s, device):
     """Peak memory of enhance() vs the file's length, with enhance()'s default chunking."""
-    from sgmse_nc.enhancement import enhance
+    from sgmse_nc.enhance.core import enhance
     _limit_malloc_caching()
     model = build_model(s["sampling_backbone"], "cnn", device).eval()
     chunk_default = inspect.signature(enhance).parameters["chunk_seconds"].default
@@ -273,7 +273,7 @@ def _save_checkpoint(model, path: Path):
 def bench_folder(s, device):
     """enhance_folder on 32 short files: one at a time vs batched (the same files, fresh output folders)."""
     from sgmse_nc.audio import write_audio
-    from sgmse_nc.enhancement import enhance_folder
+    from sgmse_nc.enhance.folder import enhance_folder
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

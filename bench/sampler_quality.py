@@ -5,7 +5,7 @@
 
 "evaluations" are network rows per utterance: N for the ODE samplers, 2N for pc, twice that under guidance
 w != 1 (conditional and null rows), times the chunks of files longer than the chunk length.
-Each setting is `sampler[:key=value,...]` (keys: N, rho and the sampler's options, see sgmse_nc/sampling.py).
+Each setting is `sampler[:key=value,...]` (keys: N, rho and the sampler's options, see sgmse_nc/diffusion/sampling.py).
 Prints a Markdown table (network evaluations per utterance, mean PESQ / ESTOI / SI-SDR, their change vs the
 first setting, CPU and wall seconds), each row as soon as it is measured, and writes the rows as JSON with
 --json. Seeds are fixed, so reruns agree.
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from sgmse_nc.audio import list_audio, read_audio
-from sgmse_nc.enhancement import enhance
-from sgmse_nc.metrics import compute_metrics
-from sgmse_nc.model import ScoreModel
+from sgmse_nc.enhance.core import enhance
+from sgmse_nc.eval.metrics import compute_metrics
+from sgmse_nc.diffusion.model import ScoreModel
 from sgmse_nc.threads import set_threads
 
 METRICS = ("pesq", "estoi", "si_sdr")

@@ -14,7 +14,7 @@ USER_ERROR = 2  # also what argparse uses for a bad command line
 INTERRUPTED = 130  # the shell's status for a run stopped by Ctrl-C (128 + SIGINT)
 
 
-def report(err: BaseException) -> int | None:
+def report_error(err: BaseException) -> int | None:
     """Print a user error or an interruption as one line and return the exit status; None for a bug."""
     user = find_user_error(err)
     if isinstance(user, Interrupted) or (user is None and isinstance(err, KeyboardInterrupt)):
@@ -27,11 +27,11 @@ def report(err: BaseException) -> int | None:
 
 
 def run_main(main: Callable[..., int | None], *args) -> int:
-    """main(*args) -> exit status, with the project's errors reported as one line (see `report`)."""
+    """main(*args) -> exit status, with the project's errors reported as one line (see `report_error`)."""
     try:
         return main(*args) or 0
     except (Exception, KeyboardInterrupt) as err:
-        status = report(err)
+        status = report_error(err)
         if status is None:
             raise
         return status

@@ -7,6 +7,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout: conf/, bench/, the root scripts
+
 # ---- a synthetic stand-in of the official 48 kHz VoiceBank-DEMAND release ------------------------------
 
 SOURCE_RATE = 48000

@@ -67,7 +67,7 @@ def validate_on_devices(root: str, devices: int, out: str) -> None:
     from sgmse_nc.data.datamodule import SpeechDataModule
     from sgmse_nc.data.paired import PairedFolderDataset
     from sgmse_nc.spec import Spectrogram
-    from sgmse_nc.validation import Evaluator
+    from sgmse_nc.train.evaluator import Evaluator
 
     valid = PairedFolderDataset(root=root, subset="valid", num_frames=64, spec=Spectrogram())
     dm = SpeechDataModule(valid=valid, batch_size=2, num_workers=0, num_eval_files=len(valid))

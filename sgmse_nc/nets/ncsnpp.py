@@ -2,7 +2,7 @@
 
 With default arguments this is SGMSE+'s `ncsnpp` backbone (≈ 65.6 M parameters) with the same
 state-dict names (`all_modules.N.…`, `output_layer.…`), so SGMSE+ checkpoints load strictly into it
-(see sgmse_nc.checkpoints). Differences from the reference are in the interface only:
+(see sgmse_nc.diffusion.checkpoints). Differences from the reference are in the interface only:
 
 * forward(x_t, y, t, cond) takes x_t and y separately and returns the score itself (the reference's
   output negated, as SGMSE+'s ScoreModel does);

@@ -1,0 +1,3 @@
+"""Run-time data: datasets (paired folders, dynamic mixing) and the datamodule, noise pools and
+augmentation, honest noise references (references, honesty, pauses), levels, manifests and the up-front
+scan of a run's files. The offline corpus builders and their command are in data/prepare/."""

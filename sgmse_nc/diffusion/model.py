@@ -1,0 +1,211 @@
+"""The noise-conditioned SGMSE+ score model as a LightningModule: loss, CFG dropout, EMA, enhancement of
+whole validation/test utterances (scored by sgmse_nc.train.evaluator.Evaluator). Sub-modules are built from plain
+config dicts stored as hyper-parameters, so a checkpoint alone rebuilds the model (`load_for_inference`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from sgmse_nc.diffusion.checkpoints import CheckpointError, read_our_checkpoint
+from sgmse_nc.condition import (Condition, as_condition, drop_condition, null_condition, select_condition,
+                                zero_condition)
+from sgmse_nc.diffusion.ema import ParameterEMA
+from sgmse_nc.encoders import build_encoder
+from sgmse_nc.encoders.pretrained import inference_encoder_config
+from sgmse_nc.diffusion.sampling import check_sampler, guided_score, sample, sampler_settings
+from sgmse_nc.diffusion.sde import build_sde, data_prediction_loss, score_matching_loss
+from sgmse_nc.spec import Spectrogram, pad_frames
+
+LOSS_TYPES = {"score_matching": "score", "data_prediction": "data"}  # SGMSE+'s names -> what the net predicts
+
+
+def _plain(node):
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+class ScoreModel(pl.LightningModule):
+    def __init__(self, backbone: dict, encoder: dict | None = None, sde: dict | None = None,
+                 spec: dict | None = None, sampler: dict | None = None, lr: float = 1e-4,
+                 ema_decay: float = 0.999, cond_drop_prob: float = 0.0, guidance_scale: float = 1.0,
+                 loss_type: str = "score_matching", l1_weight: float = 1e-3):
+        super().__init__()
+        # Plain containers (Hydra passes DictConfigs): checkpoints then load with torch's weights_only=True.
+        backbone, encoder, sde, spec, sampler = (_plain(c) for c in (backbone, encoder, sde, spec, sampler))
+        self.save_hyperparameters()
+        self.encoder = build_encoder(**(encoder or {"name": "none"}))
+        # `dnn` mirrors SGMSE+'s attribute name, so its checkpoints' `dnn.*` keys map one to one.
+        self.dnn = instantiate(backbone, cond_dim=self.encoder.embed_dim, token_dim=self.encoder.token_dim)
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"model.loss_type={loss_type!r}: choose one of {sorted(LOSS_TYPES)}.")
+        self.sde = build_sde(**(sde or {}))
+        self.spec = Spectrogram(**{k: v for k, v in (spec or {}).items() if k != "_target_"})
+        self.sampler_cfg = dict(sampler or {"name": "pc"})   # the settings enhance_spec runs by default
+        check_sampler(self.sde, **self.sampler_cfg)           # at build time, not at the first validation
+        self.loss_type, self.l1_weight = loss_type, l1_weight
+        self.prediction = LOSS_TYPES[loss_type]  # the network outputs the score, or x̂0 (SGMSE+'s SB)
+        self.lr, self.cond_drop_prob, self.guidance_scale = lr, cond_drop_prob, guidance_scale
+        self.ema = ParameterEMA(self, ema_decay)
+        self._ema_swap = None
+
+    # ---- the score ------------------------------------------------------------------------------------
+    def forward(self, x_t, y, t, cond=None):
+        return self.dnn(x_t, y, t, cond)
+
+    def encode(self, r: torch.Tensor, r_wav: torch.Tensor) -> Condition | None:
+        return as_condition(self.encoder(r, r_wav))
+
+    def encode_batch(self, batch: dict) -> Condition | None:
+        """The batch's condition; examples without an honest reference (`ref_null`) get the null condition."""
+        z = self.encode(batch["r"], batch["r_wav"])
+        missing = batch.get("ref_null")
+        if z is not None and missing is not None and bool(missing.any()):
+            z = select_condition(~missing.to(torch.bool), z, null_condition(z))
+        return z
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the score network takes a noise condition (global embedding and/or tokens)."""
+        return bool(self.encoder.embed_dim or self.encoder.token_dim)
+
+    @property
+    def time_multiple(self) -> int:
+        return getattr(self.dnn, "time_multiple", 64)
+
+    # ---- training ---------------------------------------------------------------------------------------
+    def _loss(self, batch) -> torch.Tensor:
+        x, y = batch["x"], batch["y"]
+        z = drop_condition(self.encode_batch(batch), self.cond_drop_prob if self.training else 0.0)
+        t = self.sde.sample_time(x.shape[0], x.device)
+        x_t, noise, std = self.sde.perturb(x, y, t)
+        if self.prediction == "data":
+            return data_prediction_loss(self(x_t, y, t, z), x, self.spec.to_wav, self.l1_weight)
+        return score_matching_loss(self(x_t, y, t, z), noise, std)
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True,
+                 batch_size=batch["x"].shape[0])
+        return loss
+
+    def optimizer_step(self, *args, **kwargs):
+        # Lightning calls this once per optimizer step (once per `accumulate_grad_batches` batches): the EMA
+        # follows the weights the step has just produced.
+        super().optimizer_step(*args, **kwargs)
+        self.ema.update(self)
+
+    def reset_ema(self) -> None:
+        """Restart the average from the current weights (after loading weights from outside, e.g. SGMSE+)."""
+        self.ema = ParameterEMA(self, self.ema.decay)
+
+    def init_from_sgmse(self, path) -> None:
+        """Warm-start the backbone from a published SGMSE+ checkpoint (its EMA weights); the conditioning
+        layers keep their zero init, so the model starts as exactly that SGMSE+ model."""
+        from sgmse_nc.diffusion.checkpoints import load_backbone_weights, load_sgmse_checkpoint
+
+        load_backbone_weights(self.dnn, load_sgmse_checkpoint(path)["backbone_state"])
+        self.reset_ema()
+
+    def configure_optimizers(self):
+        return torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.lr)
+
+    # ---- EMA weights for validation / test ----------------------------------------------------------------
+    def _use_ema(self, on: bool):
+        if on and self._ema_swap is None:
+            self._ema_swap = self.ema.swapped_in(self)
+            self._ema_swap.__enter__()
+        elif not on and self._ema_swap is not None:
+            self._ema_swap.__exit__(None, None, None)
+            self._ema_swap = None
+
+    def on_validation_epoch_start(self):
+        self._use_ema(True)
+
+    def on_validation_epoch_end(self):
+        self._use_ema(False)
+
+    def on_test_epoch_start(self):
+        self._use_ema(True)
+
+    def on_test_epoch_end(self):
+        self._use_ema(False)
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["ema"] = self.ema.state_dict()
+
+    def on_load_checkpoint(self, checkpoint):
+        if "ema" in checkpoint:
+            self.ema.load_state_dict(checkpoint["ema"])
+
+    # ---- validation: loss on crops (loader 0); whole utterances enhanced for metrics (loader 1, test) -------
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        if dataloader_idx == 0:
+            self.log("valid_loss", self._loss(batch), on_epoch=True, sync_dist=True, batch_size=batch["x"].shape[0],
+                     add_dataloader_idx=False)
+            return None
+        return self._enhance_for_metrics(batch)
+
+    def test_step(self, batch, batch_idx):
+        return self._enhance_for_metrics(batch)
+
+    def _enhance_for_metrics(self, batch) -> dict:
+        """The enhanced spectrogram of a batch of whole utterances (the Evaluator callback scores it)."""
+        return {"x_hat": self.enhance_spec(batch["y"], self.encode_batch(batch))}
+
+    # ---- inference --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def enhance_spec(self, y: torch.Tensor, cond: Condition | None = None, guidance_scale: float | None = None,
+                     generator: torch.Generator | None = None, callback=None, **sampler_overrides) -> torch.Tensor:
+        """Sample clean spectrograms for noisy spectrograms y [B, 1, F, T] (any T; padded for the net here).
+
+        `cond` is the encoded reference (encode once per utterance with `encode`, never per sampler step).
+        A conditional model given no condition uses the null condition, i.e. the unconditional score.
+        `sampler_overrides` (name, N, rho, the sampler's options; None = keep) update the checkpoint's
+        sampler settings; `callback` is the sampler's per-step hook.
+        """
+        frames = y.shape[-1]
+        y = pad_frames(y, self.time_multiple)
+        null, scale = None, 1.0
+        if self.conditional:
+            if cond is None:
+                enc = self.encoder
+                cond = zero_condition(y.shape[0], enc.embed_dim, enc.token_dim, enc.num_tokens, device=y.device)
+            else:
+                cond = as_condition(cond).to(y.device)
+                null = null_condition(cond)
+                scale = self.guidance_scale if guidance_scale is None else guidance_scale
+        settings = sampler_settings(self.sampler_cfg, **sampler_overrides)
+        x, _ = sample(guided_score(self, y, cond, null, scale), self.prediction, self.sde, y, generator=generator,
+                      callback=callback, **settings)
+        return x[..., :frames]
+
+    @classmethod
+    def load_for_inference(cls, path, map_location="cpu", use_ema: bool = True,
+                           encoder_weights=None) -> "ScoreModel":
+        """encoder_weights: where the frozen pre-trained tower's weight file lies now (checked by its sha256)."""
+        path = Path(path)
+        hint = "For an SGMSE+ checkpoint use sgmse_nc.diffusion.checkpoints.load_sgmse_checkpoint."
+        try:
+            hparams = read_our_checkpoint(path)["hyper_parameters"]
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{err}. Point --ckpt at a .ckpt written by train.py (e.g. "
+                                    f"outputs/<run>/checkpoints/last.ckpt).") from None
+        except CheckpointError as err:
+            raise CheckpointError(f"{err}. {hint}") from None
+        # A pre-trained tower comes from its weight file (frozen; relocatable) or from the checkpoint (fine-tuned).
+        encoder = inference_encoder_config(hparams.get("encoder"), encoder_weights)
+        try:  # only weights that do not fit the model their hyper-parameters describe are relabelled
+            model = cls.load_from_checkpoint(str(path), map_location=map_location, weights_only=False,
+                                             **({} if encoder is None else {"encoder": encoder}))
+        except RuntimeError as err:
+            if not str(err).startswith("Error(s) in loading state_dict"):
+                raise
+            first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+            raise ValueError(f"{path}: not a sgmse_nc checkpoint (its weights do not fit the model its "
+                             f"hyper-parameters describe: {first}). {hint}") from None
+        if use_ema:
+            model.ema.copy_to(model)
+        return model.eval()

@@ -1,0 +1,105 @@
+"""The enhance command (sgmse-enhance, enhance.py): enhance noisy wavs with a trained checkpoint.
+
+    sgmse-enhance --ckpt outputs/demo/quickstart/checkpoints/last.ckpt \\
+        --noisy data/demo/test/noisy --ref-dir data/demo/test/noise_ref --out enhanced/demo
+
+--noisy is a folder (searched recursively), one audio file, or a list file (one path per line). Every
+input is checked first; any problem stops the run before the model is loaded, with all problems listed
+(or, with --skip-bad, the other files are enhanced and the run ends with status 1). Rerunning the same
+command resumes; Ctrl-C stops cleanly (status 130). Exit status 2: a problem to fix, named in one line.
+"""
+import sys
+
+from sgmse_nc.cli import ArgumentParser, run_main
+from sgmse_nc.enhance.core import CHANNEL_MODES, DEFAULT_CHUNK_SECONDS, MIN_CHUNK_SECONDS
+from sgmse_nc.diffusion.sampling import SAMPLERS
+
+
+def parse_args(argv=None):
+    import argparse
+
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
+    p.add_argument("--noisy", required=True,
+                   help="folder of noisy wav/flac files (searched recursively), one file, or a list file")
+    p.add_argument("--out", required=True, help="output folder (same relative names); existing files are skipped")
+    p.add_argument("--ref-dir", default=None, help="noise-only references with the same names (omit: unconditional)")
+    p.add_argument("--ref-strategy", choices=["noise_ref_dir", "from_noisy_pauses", "none"], default=None,
+                   help="where references come from: noise_ref_dir (--ref-dir; the default when it is given), "
+                        "from_noisy_pauses (the pauses of each noisy file, found by a VAD), none (unconditional)")
+    p.add_argument("--ref-seconds", type=float, default=1.0, help="reference length for from_noisy_pauses")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale w (default: the model's)")
+    p.add_argument("--sampler", choices=sorted(SAMPLERS), default=None,
+                   help="default: the checkpoint's (conf/sampler/ at training); another sampler starts from its "
+                        "own defaults")
+    p.add_argument("--N", type=int, default=None,
+                   help="sampler steps, at least 1 (default: the checkpoint's, e.g. 30 for pc)")
+    p.add_argument("--snr", type=float, default=None,
+                   help="pc corrector snr, above 0 (default: the checkpoint's, e.g. 0.5)")
+    p.add_argument("--corrector-steps", type=int, default=None, help="pc corrector steps (default: the checkpoint's)")
+    p.add_argument("--order", type=int, default=None, choices=[1, 2], help="dpm solver order (default: the "
+                                                                           "checkpoint's, else 2)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="chunks enhanced together, at least 1 (default: 1 on a CPU, where batching is slower; 4 on "
+                        "a GPU)")
+    p.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS,
+                   help=f"files longer than this are enhanced in overlapping chunks, so memory stays flat in the "
+                        f"file length (default {DEFAULT_CHUNK_SECONDS:g}; at least {MIN_CHUNK_SECONDS:g}; "
+                        f"0: whole files, memory grows with length)")
+    p.add_argument("--channels", choices=CHANNEL_MODES, default=None,
+                   help="multi-channel input: 'mix' down-mixes to mono, 'each' enhances every channel and writes "
+                        "them back as channels (default: refuse multi-channel files)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip inputs that fail the check, enhance the rest, end with a summary and status 1")
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--threads", type=lambda v: v if v == "auto" else int(v), default=1,
+                   help="CPU threads: a number, or auto = the cores free now (default 1: safe on a shared machine)")
+    p.add_argument("--resample", action="store_true",
+                   help="accept non-16 kHz input (resampled in and back out, at the input's length)")
+    p.add_argument("--overwrite", action="store_true", help="re-enhance files already in --out")
+    p.add_argument("--seed", type=int, default=0, help="with each file's name, fixes its randomness")
+    p.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
+    p.add_argument("--encoder-weights", default=None,
+                   help="frozen CLAP/PANNs weight file, if moved since training (checked against its sha256)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    """The exit status; a problem the user can fix is one `error: ...` line and status 2 (sgmse_nc.cli)."""
+    return run_main(_run, argv)
+
+
+def _run(argv=None) -> int:
+    import logging
+
+    import torch
+
+    from sgmse_nc.enhance.folder import enhance_folder
+    from sgmse_nc.threads import set_threads
+
+    args = parse_args(argv)
+    set_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    summary = enhance_folder(args.ckpt, args.noisy, args.out, ref_dir=args.ref_dir, ref_strategy=args.ref_strategy,
+                             ref_seconds=args.ref_seconds, device=device,
+                             batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
+                             guidance_scale=args.guidance, resample=args.resample, overwrite=args.overwrite,
+                             seed=args.seed, use_ema=not args.raw_weights, encoder_weights=args.encoder_weights,
+                             skip_bad=args.skip_bad,
+                             channels=args.channels, name=args.sampler, N=args.N, snr=args.snr,
+                             corrector_steps=args.corrector_steps, order=args.order)
+    bad, failed = summary["skipped_bad"], summary["failed"]
+    print(f"enhanced {summary['enhanced']} file(s), {summary['skipped_existing']} already done, {len(bad)} skipped "
+          f"(bad input), {len(failed)} failed -> {args.out}")
+    for title, files in (("skipped", bad), ("failed", failed)):
+        for name, reason in files.items():
+            print(f"  {title} {name}: {reason}")
+    if bad or failed:
+        print("fix the files listed above and rerun the same command: finished files are kept", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

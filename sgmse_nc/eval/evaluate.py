@@ -1,0 +1,174 @@
+"""The evaluate command (sgmse-evaluate, evaluate.py): evaluate enhanced wavs against clean references: PESQ / ESTOI / SI-SDR tables (mean ± std).
+
+    sgmse-evaluate --enhanced DIR --clean DIR [--noisy DIR] [--out DIR]
+                       [--manifest CSV --group-by snr,noise_type] [--workers N] [--pesq-mode wb|nb]
+    sgmse-evaluate --enhanced base=DIR cfg=DIR ... --clean DIR --noisy DIR --out DIR   # comparison
+
+Writes per_file.csv, summary.md / .json / .csv and box plots into --out (default: `<enhanced>_eval`
+beside the enhanced folder). Several enhanced folders (name=DIR) give one comparison table instead
+(comparison.md / .csv / .json in --out, each folder's per-file rows in --out/<name>/). Rerunning
+resumes from the per-file rows.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from sgmse_nc.audio import SAMPLE_RATE
+from sgmse_nc.cli import ArgumentParser, run_main
+from sgmse_nc.eval.comparison import NOISY, System, compare, read_per_file, write
+from sgmse_nc.eval.dnsmos import METRICS as DNSMOS_METRICS, dnsmos_folder, dnsmos_model
+from sgmse_nc.eval.folder import EvaluationError, default_out_dir, evaluate_folders, load_groups
+from sgmse_nc.eval.metrics import DEFAULT_METRICS, METRIC_INFO
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--enhanced", required=True, nargs="+", metavar="[NAME=]DIR",
+                        help="folder of enhanced wavs; several (name=DIR ...) give one comparison table")
+    parser.add_argument("--clean", help="folder of clean references (same relative paths); optional with --dnsmos")
+    parser.add_argument("--noisy", help="folder of noisy inputs: adds their metrics and the improvement")
+    parser.add_argument("--out", help="output folder (default: <enhanced>_eval beside the enhanced folder)")
+    parser.add_argument("--manifest", help="CSV with an `id` column (path relative to --clean, no extension)")
+    parser.add_argument("--group-by", default="",
+                        help="comma-separated manifest columns, e.g. snr,noise_type ('snr+noise_type': both)")
+    parser.add_argument("--workers", type=int, default=1, help="processes computing metrics in parallel")
+    parser.add_argument("--pesq-mode", choices=("wb", "nb"), default="wb", help="PESQ wide-band or narrow-band")
+    parser.add_argument("--no-estoi", action="store_true", help="skip ESTOI")
+    parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help="rate the metrics are computed at")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="evaluate the files present in all folders instead of failing on missing ones")
+    parser.add_argument("--no-plot", action="store_true", help="skip the box plots")
+    parser.add_argument("--dnsmos", action="store_true",
+                        help="add DNSMOS SIG/BAK/OVRL (non-intrusive, offline; extra: pip install -e '.[dnsmos]'); "
+                             "without --clean only DNSMOS is computed (real recordings), the noisy input's beside")
+    return parser.parse_args(argv)
+
+
+def named_folders(items: list[str]) -> dict:
+    """["a=DIR", "DIR2"] -> {"a": DIR, "DIR2's folder name": DIR2}; names must be unique."""
+    folders = {}
+    for item in items:
+        name, _, folder = item.partition("=") if "=" in item else (Path(item).name, "", item)
+        if not name or not folder:
+            raise EvaluationError(f"--enhanced {item!r}: give NAME=DIR (e.g. cfg_w3=enhanced/cfg_w3).")
+        if name in folders:
+            raise EvaluationError(f"--enhanced: the name {name!r} is given twice; name each folder (NAME=DIR).")
+        folders[name] = Path(folder)
+    return folders
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name)
+
+
+def compare_folders(enhanced: dict[str, Path], clean_dir, noisy_dir=None, out_dir=None, manifest=None,
+                    group_by=(), metrics=None, num_workers: int = 1, allow_missing: bool = False,
+                    sample_rate: int = 16000, dnsmos: bool = False, quiet: bool = False) -> dict:
+    """Score each enhanced folder (name -> folder) and the noisy input against one clean set; write the
+    comparison into out_dir (each system's per-file rows in out_dir/<name>/, reused on a rerun).
+
+    A folder that cannot be evaluated (missing files, wrong lengths) keeps its row, marked FAILED.
+    dnsmos: add DNSMOS SIG / BAK / OVRL columns (the optional extra, sgmse_nc.eval.dnsmos).
+    """
+    metrics = tuple(metrics or DEFAULT_METRICS)
+    if out_dir is None:
+        raise EvaluationError("comparing several enhanced folders needs an output folder (--out DIR).")
+    if NOISY in enhanced:
+        raise EvaluationError(f"'{NOISY}' names the noisy input's row; give that enhanced folder another name.")
+    out_dir = Path(out_dir)
+    common = dict(clean_dir=clean_dir, manifest=manifest, group_by=group_by, num_workers=num_workers,
+                  metrics=tuple(m for m in metrics if m in METRIC_INFO), sample_rate=sample_rate, allow_missing=allow_missing, plot=False, quiet=True)
+
+    def scored(folder, sub: Path) -> pd.DataFrame:
+        evaluate_folders(folder, out_dir=sub, **common)
+        table = read_per_file(sub / "per_file.csv")
+        if dnsmos:
+            table = table.merge(dnsmos_folder(folder, sub / "dnsmos.csv", quiet=True).drop(columns="key"),
+                                on="id", how="left")
+        return table
+
+    if dnsmos:
+        dnsmos_model()  # the optional extra missing: say so before any work
+        metrics = metrics + DNSMOS_METRICS
+    noisy = scored(noisy_dir, out_dir / NOISY) if noisy_dir is not None else None
+    systems = []
+    for name, folder in enhanced.items():
+        try:
+            systems.append(System({"system": name}, scored(folder, out_dir / _safe_name(name))))
+        except EvaluationError as err:
+            systems.append(System({"system": name}, error=str(err)))
+    ids = sorted(set().union(*[set(s.per_file["id"]) for s in systems if s.per_file is not None],
+                             set(noisy["id"]) if noisy is not None else set()))
+    groups = load_groups(manifest, ids, group_by) if manifest is not None and group_by and ids else None
+    result = compare(systems, metrics, noisy, groups, group_by if groups is not None else ())
+    text = write(result, out_dir, f"Comparison against {clean_dir}")
+    if not quiet:
+        print(text)
+        print(f"results in {out_dir}")
+    return result
+
+
+def evaluate_dnsmos(enhanced_dir, noisy_dir=None, out_dir=None, manifest=None, group_by=(),
+                    quiet: bool = False) -> dict:
+    """DNSMOS of the enhanced files (and of the noisy inputs beside them, with the improvement); no clean
+    folder needed. Writes dnsmos.md / .csv / .json and the per-file rows (dnsmos_enhanced.csv,
+    dnsmos_noisy.csv) into out_dir."""
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(enhanced_dir)
+    enhanced = dnsmos_folder(enhanced_dir, out_dir / "dnsmos_enhanced.csv", quiet)
+    noisy = dnsmos_folder(noisy_dir, out_dir / "dnsmos_noisy.csv", quiet) if noisy_dir is not None else None
+    if noisy is not None:
+        noisy = noisy[noisy["id"].isin(enhanced["id"])]  # the noisy folder may hold more than was enhanced
+    groups = load_groups(manifest, list(enhanced["id"]), group_by) if manifest is not None and group_by else None
+    result = compare([System({"system": "enhanced"}, enhanced)], DNSMOS_METRICS, noisy, groups,
+                     group_by if groups is not None else ())
+    text = write(result, out_dir, f"DNSMOS P.835 of {enhanced_dir}", stem="dnsmos",
+                 notes=["DNSMOS (speechmos ONNX models, offline), non-intrusive: no clean reference."])
+    if not quiet:
+        print(text)
+    return result
+
+
+def main(argv=None) -> int:
+    """The exit status; a problem the user can fix is one `error: ...` line and status 2 (sgmse_nc.cli)."""
+    return run_main(_run, argv)
+
+
+def _run(argv=None) -> int:
+    args = parse_args(argv)
+
+    metrics = ["pesq" if args.pesq_mode == "wb" else "pesq_nb"] + ([] if args.no_estoi else ["estoi"]) + ["si_sdr"]
+    group_by = [g.strip() for g in args.group_by.split(",") if g.strip()]
+    several = len(args.enhanced) > 1 or "=" in args.enhanced[0]
+    if args.clean is None and (several or not args.dnsmos):
+        raise EvaluationError("--clean is needed (the references of PESQ / ESTOI / SI-SDR); only --dnsmos on "
+                              "one enhanced folder runs without it.")
+    if args.clean is None:
+        evaluate_dnsmos(args.enhanced[0], args.noisy, args.out, args.manifest, group_by)
+        return 0
+    if several:
+        result = compare_folders(named_folders(args.enhanced), args.clean, noisy_dir=args.noisy,
+                                 out_dir=args.out, manifest=args.manifest, group_by=group_by,
+                                 metrics=metrics, num_workers=args.workers, allow_missing=args.allow_missing,
+                                 sample_rate=args.sample_rate, dnsmos=args.dnsmos)
+        failed = [s["labels"]["system"] for s in result["systems"] if s["error"]]
+        if failed:
+            print(f"error: {len(failed)} folder(s) could not be evaluated ({', '.join(failed)}); their rows "
+                  f"are marked FAILED with the reason in {args.out}/comparison.md", file=sys.stderr)
+            return 1
+        return 0
+    evaluate_folders(args.enhanced[0], args.clean, noisy_dir=args.noisy, out_dir=args.out,
+                     manifest=args.manifest, group_by=group_by,
+                     num_workers=args.workers, metrics=metrics, sample_rate=args.sample_rate,
+                     allow_missing=args.allow_missing, plot=not args.no_plot)
+    if args.dnsmos:
+        evaluate_dnsmos(args.enhanced[0], args.noisy, args.out or default_out_dir(args.enhanced[0]), args.manifest,
+                        group_by)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""bench/run.py runs end to end at the smallest sizes and writes its JSON (figures are never asserted)."""
+import importlib.util
+import json
+
+import pytest
+from tests.helpers import REPO_ROOT
+
+BENCH = REPO_ROOT / "bench" / "run.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow  # ~15 s of CPU, more on a shared machine
+def test_bench_smoke_writes_every_requested_section(tmp_path):
+    bench = load_bench()
+    out = tmp_path / "bench.json"
+    bench.main(["--smoke", "--only", "flops", "train", "--out", str(out)])
+    results = json.loads(out.read_text())
+    assert {"info", "flops", "train"} <= set(results) and "sampling" not in results
+    assert results["flops"][0]["gflop"] > 0 and results["flops"][0]["fraction_of_matmul"] > 0
+    # every encoder config shows up (data-driven), each with a time and a memory figure or a reason
+    assert [r["encoder"] for r in results["train"]] == bench.encoder_names()
+    assert all(r.get("step_s", 0) > 0 or r.get("skipped") for r in results["train"])
+
+
+def test_peak_memory_sees_a_large_allocation():
+    bench = load_bench()
+    bench._limit_malloc_caching()
+    with bench.peak_memory() as mem:
+        block = torch_ones_mib(64)
+        del block
+    assert mem["peak_mib"] is None or mem["peak_mib"] > 48  # None where /proc/self/clear_refs is missing
+
+
+def torch_ones_mib(mib: int):
+    import torch
+    return torch.ones(mib * 2**20 // 4)
+
+
+def test_sampler_quality_counts_evaluations_per_utterance(tmp_path, monkeypatch):
+    """Files of unequal lengths fall into separate batches: evaluations per utterance must still be N (Euler
+    ODE) and 2N - 1 (Heun), not calls per nominal batch."""
+    import sys
+
+    import torch
+
+    from sgmse_nc.audio import write_audio
+    bench = load_bench()
+    ckpt = tmp_path / "model.ckpt"
+    bench._save_checkpoint(bench.build_model("ncsnpp_tiny", "cnn", extra=["sde=ouve", "sampler=ode"]), ckpt)
+    g = torch.Generator().manual_seed(0)
+    for sub in ("noisy", "clean", "noise_ref"):
+        (tmp_path / sub).mkdir()
+        for i, seconds in enumerate((1.0, 1.4, 2.1)):
+            write_audio(tmp_path / sub / f"f{i}.wav", 0.1 * torch.randn(int(seconds * 16000), generator=g), 16000)
+    spec = importlib.util.spec_from_file_location("sampler_quality", BENCH.parent / "sampler_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "rows.json"
+    monkeypatch.setattr(sys, "argv", ["sampler_quality.py", "--ckpt", str(ckpt), "--data", str(tmp_path),
+                                      "--batch-size", "2", "--json", str(out), "ode:N=3", "heun:N=3"])
+    module.main()
+    rows = json.loads(out.read_text())
+    assert [(r["setting"], r["nfe"]) for r in rows] == [("noisy input", 0), ("ode:N=3", 3), ("heun:N=3", 5)]
+    assert all(r["pesq"] > 0 for r in rows)
+
+
+def test_profile_by_kind_sorts_ncsnpp_operations():
+    """The reference comparison's breakdown puts each NCSN++ operation in its kind, in forward and backward,
+    and counts the 3x3 convolutions' FLOPs from their shapes."""
+    import torch
+    from torch import nn
+
+    from sgmse_nc.nets.layers import conv1x1, conv3x3, group_norm
+    from sgmse_nc.nets.resample import Resample
+    spec = importlib.util.spec_from_file_location("ncsnpp_vs_reference", BENCH.parent / "ncsnpp_vs_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    net = nn.Sequential(conv3x3(4, 8), group_norm(8), nn.SiLU(), Resample(up=False), conv1x1(8, 8))
+    x = torch.randn(2, 4, 32, 16, requires_grad=True)
+    by_kind, flops = module.profile_by_kind(lambda: net(x).square().sum().backward())
+    assert set(by_kind) == set(module.KINDS)
+    assert flops == 2 * 2 * 8 * 32 * 16 * 4 * 9  # counted from the 3x3 convolution's shapes
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        net(x).square().sum().backward()
+    seen = {module.kind_of(event.name, event.input_shapes) for event in prof.events()}
+    assert {"3x3 conv", "FIR resampling", "1x1 conv / matmul", "GroupNorm", "activation", "elementwise"} <= seen
+    assert module.kind_of("aten::convolution_backward", [[2, 8, 16, 8], [2, 8, 32, 16], [8, 1, 4, 4]]) \
+        == "FIR resampling"
+    assert module.kind_of("aten::mkldnn_convolution", [[2, 8, 32, 16], [8, 8, 1, 1], [8]]) == "1x1 conv / matmul"
+
+
+def test_nhwc_precision_compares_every_call_on_a_checkpoint(tmp_path):
+    import torch
+
+    from sgmse_nc.audio import write_audio
+    bench = load_bench()
+    ckpt = tmp_path / "model.ckpt"
+    bench._save_checkpoint(bench.build_model("ncsnpp_tiny", "cnn", extra=["sde=ouve", "sampler=ode"]), ckpt)
+    g = torch.Generator().manual_seed(0)
+    for sub in ("noisy", "noise_ref"):
+        (tmp_path / sub).mkdir()
+        write_audio(tmp_path / sub / "a.wav", 0.1 * torch.randn(16000, generator=g), 16000)
+    spec = importlib.util.spec_from_file_location("nhwc_precision", BENCH.parent / "nhwc_precision.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    group_norm = torch.nn.functional.group_norm
+    for extra in ([], ["--nchw-groupnorm"]):
+        [row] = module.main(["--ckpt", str(ckpt), "--data", str(tmp_path), "--N", "3", *extra])
+        assert row["calls"] == 3 and 0 < row["max_rel_diff"] < 1e-4  # NHWC kernels round differently, a little
+    assert torch.nn.functional.group_norm is group_norm  # the NCHW GroupNorm patch is undone

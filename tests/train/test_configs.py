@@ -1,0 +1,113 @@
+"""Every experiment file composes and builds (model on the meta device, callbacks, loggers); the ddp / wandb /
+slurm configs instantiate on the CPU; in the slow set every experiment trains a couple of steps."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from sgmse_nc.audio import write_audio
+from sgmse_nc.config import CONFIG_DIR, compose_config
+from sgmse_nc.train.run import _instantiate_dict, build_model, train
+from tests.helpers import random_tower_overrides
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+
+
+def compose_experiment(name, *overrides, root="/tmp/x"):
+    return compose_config([f"experiment={name}", f"paths.root_dir={root}", f"paths.output_dir={root}/run",
+                           *overrides])
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_composes_and_builds(name):
+    cfg = compose_experiment(name, *random_tower_overrides(compose_experiment(name)))
+    assert cfg.experiment_name == name
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    assert "cond_dim" not in cfg.backbone  # the model takes it from the encoder
+    with torch.device("meta"):
+        model = build_model(cfg)
+    assert next(model.dnn.parameters()).is_meta
+    assert model.encoder.embed_dim == cfg.encoder.embed_dim and model.cond_drop_prob == cfg.model.cond_drop_prob
+    assert model.sampler_cfg == OmegaConf.to_container(cfg.sampler, resolve=True)
+    callbacks = _instantiate_dict(cfg.callbacks)
+    assert callbacks and all(isinstance(c, pl.Callback) for c in callbacks)
+    assert all(isinstance(logger, pl.loggers.Logger) for logger in _instantiate_dict(cfg.logger))
+
+
+def test_ddp_trainer_instantiates_on_the_cpu(tmp_path):
+    cfg = compose_experiment("nc_baseline", "trainer=ddp", "scale=none", root=str(tmp_path))
+    assert (cfg.trainer.devices, cfg.trainer.strategy.find_unused_parameters) == (4, False)
+    trainer = instantiate(cfg.trainer, accelerator="cpu", devices=2, logger=False)  # no process starts yet
+    assert isinstance(trainer.strategy, pl.strategies.DDPStrategy)
+    assert trainer.num_devices == 2 and trainer.world_size == 2
+
+
+def test_wandb_logger_is_offline_by_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = compose_experiment("demo", "logger=wandb", root=str(tmp_path))
+    (logger,) = _instantiate_dict(cfg.logger)  # the run itself starts lazily, on the first log call
+    assert isinstance(logger, pl.loggers.WandbLogger)
+    assert logger._wandb_init["mode"] == "offline" and logger._wandb_init["name"] == "demo"
+    assert logger.save_dir == str(tmp_path / "run")
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert compose_experiment("demo", "logger=wandb", root=str(tmp_path)).logger.wandb.mode == "online"
+
+
+def test_slurm_launcher_takes_its_shape_from_the_trainer(tmp_path):
+    overrides = ["experiment=nc_baseline", "trainer=ddp", "scale=none", "trainer.num_nodes=2", "hydra/launcher=slurm",
+                 f"paths.root_dir={tmp_path}"]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (2, 4, 4)  # one task per GPU
+    assert launcher.max_num_timeout > 0  # requeued runs resume (ckpt_path=auto)
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+    node = {k: v for k, v in OmegaConf.to_container(launcher, resolve=False).items() if k != "_target_"}
+    assert isinstance(SlurmLauncher(**node), SlurmLauncher)  # the plugin accepts every key
+
+
+# ---------------------------------------------------------------------------------------- slow: train each
+
+def synthetic_corpora(data: Path) -> None:
+    """Stand-ins for every corpus the experiments read: VoiceBank-DEMAND layout and two noise pools."""
+    from sgmse_nc.data.prepare.demo import ensure_demo_corpus
+
+    # two noise types over six utterances: the honest reference strategies find another utterance of the label
+    ensure_demo_corpus(data / "vbdmd", num_train=6, num_valid=2, num_test=2, seconds=[1.0, 1.5],
+                       noise_types=["white", "pink"])
+    rng = np.random.default_rng(0)
+    for path in ("noise/DEMAND/DKITCHEN/ch01.wav", "noise/DEMAND/DKITCHEN/ch02.wav", "noise/DEMAND/STRAFFIC/ch01.wav",
+                 "noise/DEMAND/STRAFFIC/ch02.wav", "noise/wham_noise/tr/a.wav"):
+        write_audio(data / path, 0.1 * rng.standard_normal(8 * 16000).astype(np.float32), 16000)
+
+
+TINY = ["backbone=ncsnpp_tiny", "trainer=cpu", "trainer.max_steps=2", "trainer.max_epochs=1",
+        "++trainer.val_check_interval=2", "trainer.check_val_every_n_epoch=null", "++trainer.limit_val_batches=1",
+        "data.batch_size=2", "data.num_workers=0", "data.num_eval_files=1", "sampler.N=2", "logger=csv"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_trains_two_steps_on_tiny_overrides(name, tmp_path):
+    synthetic_corpora(tmp_path / "data")
+    composed = compose_experiment(name)
+    overrides = TINY + (["data.train.length=4", "data.valid.length=2"]
+                        if composed.data.train._target_.endswith("MixingDataset") else [])
+    overrides += random_tower_overrides(composed)
+    if composed.backbone.xattn_resolutions:  # the tiny backbone's coarsest level is 32 bins
+        overrides.append("backbone.xattn_resolutions=[32]")
+    if name == "demo":  # its own corpus, made by the data config's prepare step
+        overrides += ["+data.prepare.num_train=4", "+data.prepare.num_valid=2", "+data.prepare.num_test=2"]
+    cfg = compose_experiment(name, *overrides, root=str(tmp_path))
+    (tmp_path / "run").mkdir()  # Hydra makes the run folder; train() is called directly here
+    metrics = train(cfg)
+    assert np.isfinite(metrics["train_loss_step"]) and np.isfinite(metrics["valid_loss"])
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
