@@ -273,7 +273,7 @@ def _save_checkpoint(model, path: Path):
 def bench_folder(s, device):
     """enhance_folder on 32 short files: one at a time vs batched (the same files, fresh output folders)."""
     from sgmse_nc.audio import write_audio
-    from sgmse_nc.enhance.folder import enhance_folder
+    from sgmse_nc.enhance.folder import EnhanceOptions, enhance_folder
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -288,8 +288,8 @@ def bench_folder(s, device):
         times = {}
         for rnd, batch_size in enumerate([1, s["folder_batch"], 1, s["folder_batch"]]):
             start = time.perf_counter()
-            enhance_folder(ckpt, tmp / "noisy", tmp / f"out{rnd}", tmp / "ref", device=device, batch_size=batch_size,
-                           N=s["folder_N"])
+            enhance_folder(ckpt, tmp / "noisy", tmp / f"out{rnd}", EnhanceOptions(
+                device=device, batch_size=batch_size, sampler={"N": s["folder_N"]}), ref_dir=tmp / "ref")
             times.setdefault(batch_size, []).append(time.perf_counter() - start)
         one, batched = min(times[1]), min(times[s["folder_batch"]])
         rows.append({"files": s["folder_files"], "seconds_each": s["folder_seconds"], "N": s["folder_N"],

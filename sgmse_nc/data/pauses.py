@@ -99,4 +99,4 @@ def reference_from_noisy_pauses(wav, sample_rate: int, seconds: float, min_secon
         return stretch
     raise NoPauseError(f"no pause of at least {min_seconds:g} s without speech was found (the voice-activity "
                        f"detector hears speech, or the level never drops to the noise floor). Give a noise-only "
-                       f"reference file instead (--ref-dir), or --ref-strategy none.")
+                       f"reference file instead (`ref_dir`), or `ref_strategy='none'`.")

@@ -8,11 +8,18 @@ input is checked first; any problem stops the run before the model is loaded, wi
 (or, with --skip-bad, the other files are enhanced and the run ends with status 1). Rerunning the same
 command resumes; Ctrl-C stops cleanly (status 130). Exit status 2: a problem to fix, named in one line.
 """
+from __future__ import annotations
+
+import re
 import sys
+from typing import TYPE_CHECKING
 
 from sgmse_nc.cli import ArgumentParser, run_main
 from sgmse_nc.enhance.core import CHANNEL_MODES, DEFAULT_CHUNK_SECONDS, MIN_CHUNK_SECONDS
 from sgmse_nc.diffusion.sampling import SAMPLERS
+
+if TYPE_CHECKING:
+    from sgmse_nc.enhance.folder import EnhanceOptions
 
 
 def parse_args(argv=None):
@@ -69,26 +76,58 @@ def main(argv=None) -> int:
     return run_main(_run, argv)
 
 
+# The library names its options in messages as `name` or `name=value` (sgmse_nc.enhance.folder.EnhanceOptions
+# and enhance_folder's arguments); the command names its flags.
+FLAGS = {"ckpt": "--ckpt", "noisy": "--noisy", "out": "--out", "ref_dir": "--ref-dir", "ref_strategy": "--ref-strategy",
+         "ref_seconds": "--ref-seconds", "guidance": "--guidance", "name": "--sampler", "N": "--N", "snr": "--snr",
+         "corrector_steps": "--corrector-steps", "order": "--order", "batch_size": "--batch-size",
+         "chunk_seconds": "--chunk-seconds", "channels": "--channels", "skip_bad": "--skip-bad",
+         "device": "--device", "resample": "--resample", "overwrite": "--overwrite", "seed": "--seed",
+         "encoder_weights": "--encoder-weights"}
+OPTION = re.compile(r"`(\w+)(?:=([^`]*))?`")
+
+
+def as_flags(message: str) -> str:
+    """A library message with its option names as this command's flags: `batch_size=0` -> --batch-size 0,
+    `channels='mix'` -> --channels mix, `resample=True` -> --resample."""
+    def flag(match: re.Match) -> str:
+        name, value = match.groups()
+        if name not in FLAGS:
+            return match.group(0)
+        return FLAGS[name] if value in (None, "True") else f"{FLAGS[name]} {value.strip(chr(39) + chr(34))}"
+    return OPTION.sub(flag, message)
+
+
+def options_from(args) -> "EnhanceOptions":
+    import torch
+
+    from sgmse_nc.enhance.folder import EnhanceOptions
+
+    return EnhanceOptions(
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), batch_size=args.batch_size,
+        chunk_seconds=args.chunk_seconds, guidance=args.guidance,
+        sampler={"name": args.sampler, "N": args.N, "snr": args.snr, "corrector_steps": args.corrector_steps,
+                 "order": args.order},
+        ref_strategy=args.ref_strategy, ref_seconds=args.ref_seconds, resample=args.resample, channels=args.channels,
+        seed=args.seed, use_ema=not args.raw_weights, encoder_weights=args.encoder_weights, skip_bad=args.skip_bad,
+        overwrite=args.overwrite)
+
+
 def _run(argv=None) -> int:
     import logging
 
-    import torch
-
     from sgmse_nc.enhance.folder import enhance_folder
+    from sgmse_nc.errors import UserError
     from sgmse_nc.threads import set_threads
 
     args = parse_args(argv)
     set_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    summary = enhance_folder(args.ckpt, args.noisy, args.out, ref_dir=args.ref_dir, ref_strategy=args.ref_strategy,
-                             ref_seconds=args.ref_seconds, device=device,
-                             batch_size=args.batch_size, chunk_seconds=args.chunk_seconds,
-                             guidance_scale=args.guidance, resample=args.resample, overwrite=args.overwrite,
-                             seed=args.seed, use_ema=not args.raw_weights, encoder_weights=args.encoder_weights,
-                             skip_bad=args.skip_bad,
-                             channels=args.channels, name=args.sampler, N=args.N, snr=args.snr,
-                             corrector_steps=args.corrector_steps, order=args.order)
+    try:
+        summary = enhance_folder(args.ckpt, args.noisy, args.out, options_from(args), ref_dir=args.ref_dir)
+    except UserError as err:
+        err.args = (as_flags(str(err)),)
+        raise
     bad, failed = summary["skipped_bad"], summary["failed"]
     print(f"enhanced {summary['enhanced']} file(s), {summary['skipped_existing']} already done, {len(bad)} skipped "
           f"(bad input), {len(failed)} failed -> {args.out}")

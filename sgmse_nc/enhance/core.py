@@ -41,24 +41,27 @@ CHANNEL_MODES = ("mix", "each")  # multi-channel input: down-mix to mono, or enh
 
 # ------------------------------------------------------------------------------------------ options
 
-def check_options(batch_size: int = 1, chunk_seconds: float = 0.0, guidance_scale: float | None = None,
-                  N: int | None = None, snr: float | None = None, corrector_steps: int | None = None,
-                  channels: str | None = None, **_) -> None:
-    """Refuse option values that would run but give wrong or no output; the message names the option."""
+def check_options(batch_size: int = 1, chunk_seconds: float = 0.0, guidance: float | None = None,
+                  channels: str | None = None, sampler: dict | None = None) -> None:
+    """Refuse option values that would run but give wrong or no output; the message names the option as
+    `name=value` in backquotes (the enhance command turns that into its flag, e.g. --batch-size 0)."""
+    sampler = sampler or {}
+    N, snr, steps = sampler.get("N"), sampler.get("snr"), sampler.get("corrector_steps")
+
     def need(option, value, ok, what):
         if not ok:
-            raise UserError(f"{option} {value}: must be {what}.")
+            raise UserError(f"`{option}={value}`: must be {what}.")
 
-    need("--batch-size", batch_size, batch_size >= 1, "at least 1")
-    need("--chunk-seconds", chunk_seconds, math.isfinite(chunk_seconds) and
+    need("batch_size", batch_size, batch_size >= 1, "at least 1")
+    need("chunk_seconds", chunk_seconds, math.isfinite(chunk_seconds) and
          (chunk_seconds == 0 or chunk_seconds >= MIN_CHUNK_SECONDS),
          f"0 (whole files) or at least {MIN_CHUNK_SECONDS} s (the STFT window and the network's 64-frame "
          f"blocks need that much)")
-    need("--guidance", guidance_scale, guidance_scale is None or math.isfinite(guidance_scale), "a finite number")
-    need("--N", N, N is None or N >= 1, "at least 1 (reverse steps; 0 would return the prior sample)")
-    need("--snr", snr, snr is None or (math.isfinite(snr) and snr > 0), "a finite number above 0")
-    need("--corrector-steps", corrector_steps, corrector_steps is None or corrector_steps >= 0, "0 or more")
-    need("--channels", channels, channels is None or channels in CHANNEL_MODES, f"one of {CHANNEL_MODES}")
+    need("guidance", guidance, guidance is None or math.isfinite(guidance), "a finite number")
+    need("N", N, N is None or N >= 1, "at least 1 (reverse steps; 0 would return the prior sample)")
+    need("snr", snr, snr is None or (math.isfinite(snr) and snr > 0), "a finite number above 0")
+    need("corrector_steps", steps, steps is None or steps >= 0, "0 or more")
+    need("channels", channels, channels is None or channels in CHANNEL_MODES, f"one of {CHANNEL_MODES}")
 
 
 # ------------------------------------------------------------------------------------------ in memory
@@ -152,21 +155,20 @@ def chunk_samples(chunk_seconds: float, sample_rate: int, overlap_seconds: float
     return chunk, (min(int(overlap_seconds * sample_rate), chunk // 2) if chunk else 0)
 
 
-def enhance_batch(model: ScoreModel, units: list[Unit], wavs: list[torch.Tensor], conds: list,
-                   guidance_scale: float | None, sampler_overrides: dict) -> list[torch.Tensor]:
-    """Enhance the units of one batch; wavs[i] / conds[i]: the (normalised) stream and condition of units[i]."""
-    spec, device = model.spec, model.device
-    ys, frames = [], []
-    for u, wav in zip(units, wavs):
-        y = spec.to_spec(wav[u.start:u.stop].to(device))
-        frames.append(y.shape[-1])  # the padding frames must go before the inverse STFT (they skew its envelope)
-        ys.append(torch.nn.functional.pad(y, (0, u.frames - y.shape[-1])))
-    generators = None
-    if all(u.seed is not None for u in units):
-        generators = [torch.Generator(device=device).manual_seed(u.seed) for u in units]
-    x_hat = model.enhance_spec(torch.stack(ys).unsqueeze(1), stack_conditions(conds),
-                               guidance_scale=guidance_scale, generator=generators, **sampler_overrides)
-    return [spec.to_wav(x[0, :, :n], length=u.stop - u.start).cpu() for u, x, n in zip(units, x_hat, frames)]
+@dataclass
+class Stream:
+    """One mono waveform being enhanced: its samples, its peak (the network sees wav / norm, the SGMSE+
+    convention), its encoded condition (None: the null condition) and its enhanced chunks by start sample."""
+    wav: torch.Tensor
+    norm: torch.Tensor
+    cond: object = None
+    pieces: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def prepare(cls, model: ScoreModel, wav: torch.Tensor, reference: torch.Tensor | None) -> "Stream":
+        """Normalise by the noisy peak and encode the reference (once per stream, never per sampler step)."""
+        norm = peak_normalise(wav)[1]
+        return cls(wav, norm, encode_reference(model, reference, norm))
 
 
 def encode_reference(model: ScoreModel, reference: torch.Tensor | None, norm: torch.Tensor):
@@ -175,6 +177,25 @@ def encode_reference(model: ScoreModel, reference: torch.Tensor | None, norm: to
         return None
     r_wav = (reference / norm).to(model.device)[None]
     return model.encode(model.spec.to_spec(r_wav).unsqueeze(1), r_wav)
+
+
+def enhance_batch(model: ScoreModel, units: list[Unit], streams: list[Stream], guidance_scale: float | None,
+                  sampler_overrides: dict) -> list[torch.Tensor]:
+    """The batch step of every enhancement: enhance one planned batch (streams[i] is the stream of units[i])
+    and return each unit's enhanced samples at its stream's level, on the CPU."""
+    spec, device = model.spec, model.device
+    ys, frames = [], []
+    for u, stream in zip(units, streams):
+        y = spec.to_spec((stream.wav[u.start:u.stop] / stream.norm).to(device))
+        frames.append(y.shape[-1])  # the padding frames must go before the inverse STFT (they skew its envelope)
+        ys.append(torch.nn.functional.pad(y, (0, u.frames - y.shape[-1])))
+    generators = None
+    if all(u.seed is not None for u in units):
+        generators = [torch.Generator(device=device).manual_seed(u.seed) for u in units]
+    x_hat = model.enhance_spec(torch.stack(ys).unsqueeze(1), stack_conditions([s.cond for s in streams]),
+                               guidance_scale=guidance_scale, generator=generators, **sampler_overrides)
+    return [spec.to_wav(x[0, :, :n], length=u.stop - u.start).cpu() * stream.norm
+            for u, x, n, stream in zip(units, x_hat, frames, streams)]
 
 
 @torch.no_grad()
@@ -192,15 +213,12 @@ def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch
     references = references or [None] * len(noisy)
     batch_size = default_batch_size(model.device) if batch_size is None else batch_size
     names = names or [str(i) for i in range(len(noisy))]
-    norms = [peak_normalise(w)[1] for w in noisy]
-    conds = [encode_reference(model, r, n) for r, n in zip(references, norms)]  # once per file
+    streams = [Stream.prepare(model, w, r) for w, r in zip(noisy, references)]
     chunk, overlap = chunk_samples(chunk_seconds, sample_rate, overlap_seconds)
     plan = Plan.make([w.numel() for w in noisy], [stream_seed(seed, n) for n in names], chunk, overlap,
-                      batch_size, model.spec.hop_length, model.time_multiple)
-    pieces: list[dict[int, torch.Tensor]] = [{} for _ in noisy]
+                     batch_size, model.spec.hop_length, model.time_multiple)
     for batch in plan.batches:
-        out = enhance_batch(model, batch, [noisy[u.stream] / norms[u.stream] for u in batch],
-                             [conds[u.stream] for u in batch], guidance_scale, sampler_overrides)
-        for u, wav in zip(batch, out):
-            pieces[u.stream][u.start] = wav * norms[u.stream]
-    return [plan.join(s, pieces[s]) for s in range(len(noisy))]
+        mine = [streams[u.stream] for u in batch]
+        for u, piece in zip(batch, enhance_batch(model, batch, mine, guidance_scale, sampler_overrides)):
+            streams[u.stream].pieces[u.start] = piece
+    return [plan.join(s, stream.pieces) for s, stream in enumerate(streams)]

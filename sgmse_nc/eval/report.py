@@ -233,13 +233,13 @@ def run_report(cfg) -> dict:
                         continue
                     folder = work / run.name / set_name / key
                     try:
-                        from sgmse_nc.enhance.folder import enhance_folder
+                        from sgmse_nc.enhance.folder import EnhanceOptions, enhance_folder
 
-                        enhance_folder(run.ckpt, test_set / "noisy", folder / "enhanced",
-                                       ref_dir=ref_dirs[cond.reference] if cond.w > 0 and run.conditional else None,
-                                       device=cfg.get("device", "cpu"), batch_size=cfg.get("batch_size"),
-                                       guidance_scale=cond.w if cond.w > 0 else None, seed=cfg.get("seed", 0),
-                                       **sampler)
+                        options = EnhanceOptions(device=cfg.get("device", "cpu"), batch_size=cfg.get("batch_size"),
+                                                 guidance=cond.w if cond.w > 0 else None, seed=cfg.get("seed", 0),
+                                                 sampler=sampler)
+                        enhance_folder(run.ckpt, test_set / "noisy", folder / "enhanced", options,
+                                       ref_dir=ref_dirs[cond.reference] if cond.w > 0 and run.conditional else None)
                         pending[(run.name, set_name, key)] = scorer.submit(
                             folder / "enhanced", test_set, folder / "eval", group_cols, metrics)
                     except Exception as err:  # noqa: BLE001 - one failed condition must not stop the study

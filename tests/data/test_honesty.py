@@ -102,13 +102,13 @@ def test_from_noisy_pauses_returns_stretches_inside_the_pauses(vad, monkeypatch)
     assert reference.shape == (SR,)
     pieces = torch.cat([noisy[a:b] for a, b in runs])
     assert torch.equal(reference, pieces[:SR])
-    with pytest.raises(NoPauseError, match="no pause of at least 2.5 s.*--ref-dir"):
+    with pytest.raises(NoPauseError, match="no pause of at least 2.5 s.*`ref_dir`"):
         reference_from_noisy_pauses(noisy, SR, 1.0, min_seconds=2.5)  # only 2.3 s of pauses in all
 
 
 
 def test_enhance_takes_references_from_the_pauses_or_names_the_file(tmp_path):
-    from sgmse_nc.enhance.folder import pause_reference, enhance_folder
+    from sgmse_nc.enhance.folder import EnhanceOptions, enhance_folder, pause_reference
     from sgmse_nc.errors import UserError
 
     noisy, _ = known_pauses()
@@ -116,5 +116,6 @@ def test_enhance_takes_references_from_the_pauses_or_names_the_file(tmp_path):
     burst = torch.from_numpy(make_noise("white", 4000, np.random.default_rng(0)) * np.hanning(4000)).float()
     with pytest.raises(NoPauseError, match="b.wav: no pause"):  # a burst: quiet only at its very edges
         pause_reference(tmp_path / "b.wav", burst, 0.5)
-    with pytest.raises(UserError, match="--ref-dir goes with --ref-strategy noise_ref_dir"):
-        enhance_folder(tmp_path / "x.ckpt", tmp_path, tmp_path / "out", ref_dir=tmp_path, ref_strategy="from_noisy_pauses")
+    with pytest.raises(UserError, match="`ref_dir` goes with `ref_strategy='noise_ref_dir'`"):
+        enhance_folder(tmp_path / "x.ckpt", tmp_path, tmp_path / "out", EnhanceOptions(ref_strategy="from_noisy_pauses"),
+                       ref_dir=tmp_path)

@@ -305,3 +305,34 @@ def test_outputs_get_the_permissions_the_umask_gives(tmp_path, tiny_ckpt, umask,
     written = sorted((tmp_path / "out").iterdir())
     assert [p.name for p in written] == ["enhance_settings.json", "u0.wav"]
     assert all(p.stat().st_mode & 0o777 == mode for p in written)
+
+
+def test_settings_record_keeps_the_format_existing_output_folders_hold(tmp_path, tiny_ckpt):
+    """enhance_settings.json as the code before EnhanceOptions wrote it (byte for byte): old folders resume."""
+    noisy, refs = folder(tmp_path, 1)
+    enhance("--ckpt", tiny_ckpt, "--noisy", noisy, "--ref-dir", refs, "--out", tmp_path / "out", "--sampler", "sb_sde",
+            "--N", "2", "--guidance", "2", "--chunk-seconds", "0.6", "--resample", "--channels", "mix", check=0)
+    record = {"N": 2, "channels": "mix", "chunk_seconds": 0.6, "ckpt": str(Path(tiny_ckpt).resolve()), "ckpt_step": 7,
+              "corrector_steps": None, "guidance_scale": 2.0, "name": "sb_sde", "order": None,
+              "ref_dir": str(refs.resolve()), "resample": True, "seed": 0, "snr": None, "use_ema": True}
+    assert (tmp_path / "out" / "enhance_settings.json").read_text() == json.dumps(record, indent=2, sort_keys=True) + "\n"
+
+
+def test_library_messages_name_options_and_the_command_names_flags(tmp_path):
+    from sgmse_nc.enhance.cli import as_flags
+    from sgmse_nc.enhance.folder import EnhanceOptions, enhance_folder
+    from sgmse_nc.errors import UserError
+
+    noisy, _ = folder(tmp_path, 1)
+    for options, option in ((EnhanceOptions(batch_size=0), "`batch_size=0`"),
+                            (EnhanceOptions(sampler={"N": 0}), "`N=0`"),
+                            (EnhanceOptions(channels="both"), "`channels=both`")):
+        with pytest.raises(UserError, match=option) as err:
+            enhance_folder(tmp_path / "x.ckpt", noisy, tmp_path / "out", options)
+        assert "--" not in str(err.value)
+    with pytest.raises(UserError, match=r"`out=.*` lies inside `noisy=") as err:
+        enhance_folder(tmp_path / "x.ckpt", noisy, noisy / "out")
+    assert as_flags(str(err.value)).startswith(f"--out {noisy / 'out'} lies inside --noisy {noisy}:")
+    assert as_flags("Pass `resample=True`, `channels='mix'` or `skip_bad=True`; `guidance=nan`; `name='pc'`; "
+                    "`sox in.wav -c 1 out.wav`; `other=1`") == \
+        "Pass --resample, --channels mix or --skip-bad; --guidance nan; --sampler pc; `sox in.wav -c 1 out.wav`; `other=1`"

@@ -65,7 +65,7 @@ def test_enhance_folder_resamples_and_returns_the_input_rate(tmp_path, monkeypat
     import soundfile as sf
 
     from sgmse_nc.audio import read_audio, write_audio
-    from sgmse_nc.enhance.folder import enhance_folder
+    from sgmse_nc.enhance.folder import EnhanceOptions, enhance_folder
     from sgmse_nc.errors import UserError
     from sgmse_nc.diffusion.model import ScoreModel
 
@@ -76,7 +76,7 @@ def test_enhance_folder_resamples_and_returns_the_input_rate(tmp_path, monkeypat
     write_audio(noisy / "sub" / "wide.wav", speech(1.2, seed=2), 16000)
     with pytest.raises(UserError, match="8000 Hz.*low.wav"):
         enhance_folder(tiny_ckpt, noisy, tmp_path / "refused")
-    summary = enhance_folder(tiny_ckpt, noisy, tmp_path / "out", resample=True)
+    summary = enhance_folder(tiny_ckpt, noisy, tmp_path / "out", EnhanceOptions(resample=True))
     assert summary["enhanced"] == 2
     for name, rate in (("low.wav", 8000), ("sub/wide.wav", 16000)):
         src, out = sf.info(noisy / name), sf.info(tmp_path / "out" / name)

@@ -34,9 +34,9 @@ def make_set(folder: Path, speech, n: int = 3, seed: int = 0) -> Path:
     return folder
 
 
-def fake_enhance(ckpt, noisy_dir, out_dir, ref_dir=None, guidance_scale=None, **kwargs):
+def fake_enhance(ckpt, noisy_dir, out_dir, options, ref_dir=None):
     """Stands in for the model: the 'enhanced' file is the noisy one scaled; w = 3 fails like a crash would."""
-    if guidance_scale == 3:
+    if options.guidance == 3:
         raise RuntimeError("CUDA out of memory (planted)")
     for path in Path(noisy_dir).glob("*.wav"):
         if (Path(out_dir) / path.name).is_file():
@@ -78,7 +78,7 @@ def test_every_run_and_w_appears_failures_marked_and_reruns_resume(tmp_path, spe
     # rerun: the failed condition is retried; every per-file row is reused (nothing is scored again)
     calls = []
     monkeypatch.setattr(enhancement, "enhance_folder",
-                        lambda *a, **k: calls.append(k["guidance_scale"]) or fake_enhance(*a, **k))
+                        lambda *a, **k: calls.append(a[3].guidance) or fake_enhance(*a, **k))
     monkeypatch.setattr(evaluation, "compute_metrics", lambda *a, **k: pytest.fail("scored a finished file again"))
     run_report(cfg)
     assert calls.count(3) == 4
