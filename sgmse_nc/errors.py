@@ -2,6 +2,7 @@
 
 Every entry point prints such an error as one `error: ...` line and exits with status 2 (sgmse_nc.cli);
 anything else is a bug and keeps its traceback. Subclass UserError (or AudioError) for new kinds.
+`short_list` shortens the lists of names such messages quote.
 """
 from __future__ import annotations
 
@@ -23,3 +24,9 @@ def find_user_error(err: BaseException) -> UserError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def short_list(names, limit: int = 5) -> str:
+    """The first `limit` names, comma-separated, then "(+N more)" for the rest: long lists in one message line."""
+    names = [str(n) for n in names]
+    return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")

@@ -5,7 +5,8 @@ a temporary file in the destination folder, flushed to disk, then renamed onto t
 interrupted run leaves either the old file or the new one, never half a file. An interrupted write may
 leave its temporary file behind; all of them match one pattern (`is_leftover`), so a resumed run can
 recognise and remove them. The temporary file is created like any other file, so the final file gets the
-permissions the user's umask gives (not `mkstemp`'s 0600).
+permissions the user's umask gives (not `mkstemp`'s 0600). `write_csv` writes a table that way, and
+`input_holding` finds the input folder an output folder would lie in (never write there).
 """
 from __future__ import annotations
 
@@ -72,6 +73,22 @@ def atomic_path(path) -> Iterator[Path]:
 def write_text_atomic(path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="")
+
+
+def write_csv(table, path) -> None:
+    """A pandas DataFrame as CSV without its index, atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def input_holding(out_dir, inputs: Mapping[str, Path | None]) -> tuple[str, Path] | None:
+    """(name, folder) of the first of `inputs` that `out_dir` lies in or is, None when outside them all (a folder
+    of None is skipped). Outputs there could overwrite inputs, and a rerun's scan would take them as inputs."""
+    out = Path(out_dir).resolve()
+    for name, folder in inputs.items():
+        if folder is not None and out.is_relative_to(Path(folder).resolve()):
+            return name, Path(folder)
+    return None
 
 
 def write_text_if_changed(path, text: str) -> bool:

@@ -2,6 +2,7 @@
 
 Conventions (sp-uhh/sgmse): 16 kHz, n_fft 510 (256 bins), hop 128, periodic Hann, centred STFT,
 α = 0.5, β = 0.15, waveforms normalised by the noisy signal's peak before the transform.
+`decibels` is the log magnitude the pictures of spectrograms show (training logs, the report).
 """
 from __future__ import annotations
 
@@ -63,6 +64,11 @@ class Spectrogram:
 
 def _real_dtype(t: torch.Tensor) -> torch.dtype:
     return t.real.dtype if t.is_complex() else t.dtype
+
+
+def decibels(spec: torch.Tensor, floor: float = 1e-8) -> torch.Tensor:
+    """20·log10 of a complex spectrogram's magnitude (clamped at `floor`: silence gives a finite value)."""
+    return 20 * torch.log10(spec.abs().float().clamp_min(floor))
 
 
 def peak_normalise(noisy: torch.Tensor, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:

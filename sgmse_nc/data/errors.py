@@ -5,8 +5,6 @@ They live here, not in the CLI module: under `python -m sgmse_nc.data.prepare` t
 """
 from __future__ import annotations
 
-from sgmse_nc.audio import AudioError
-from sgmse_nc.data.manifest import ManifestError
 from sgmse_nc.errors import UserError
 
 
@@ -20,6 +18,3 @@ class BuildError(PrepareError):
 
 class HonestyError(UserError, ValueError):
     """No honest noise reference could be found (see sgmse_nc.data.honesty); the message names the fix."""
-
-
-USER_ERRORS = (PrepareError, AudioError, ManifestError, HonestyError)

@@ -18,6 +18,7 @@ from sgmse_nc.audio import SAMPLE_RATE, AudioError, list_audio, read_audio
 from sgmse_nc.data.example import crop_start, fit_length, make_example, train_rng
 from sgmse_nc.data.honesty import DEFAULT_THRESHOLD, Choice, ReferencePolicy
 from sgmse_nc.data.references import build_reference
+from sgmse_nc.errors import short_list
 from sgmse_nc.spec import Spectrogram
 
 
@@ -26,12 +27,9 @@ def mismatch_message(clean: dict, noisy: dict, clean_dir, noisy_dir) -> str | No
     only_clean, only_noisy = sorted(clean.keys() - noisy.keys()), sorted(noisy.keys() - clean.keys())
     if not (only_clean or only_noisy):
         return None
-
-    def show(names):
-        return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
     return (f"clean and noisy folders do not match: {len(only_clean)} file(s) only in {clean_dir}"
-            f"{': ' + show(only_clean) if only_clean else ''}; {len(only_noisy)} only in {noisy_dir}"
-            f"{': ' + show(only_noisy) if only_noisy else ''}.")
+            f"{': ' + short_list(only_clean) if only_clean else ''}; {len(only_noisy)} only in {noisy_dir}"
+            f"{': ' + short_list(only_noisy) if only_noisy else ''}.")
 
 
 def match_pairs(clean_dir: Path, noisy_dir: Path) -> list[tuple[Path, Path]]:

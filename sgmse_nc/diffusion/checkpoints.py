@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from sgmse_nc.errors import UserError
+from sgmse_nc.errors import UserError, short_list
 
 DNN_PREFIX = "dnn."
 
@@ -221,7 +221,7 @@ def load_backbone_weights(backbone: torch.nn.Module, state: dict[str, torch.Tens
                   for k, v in own.items() if k in state and state[k].shape != v.shape]
     if missing or unexpected or mis_shaped:
         def listing(title, items):
-            return f"\n  {title} ({len(items)}): " + ", ".join(items[:8]) + (" ..." if len(items) > 8 else "")
+            return f"\n  {title} ({len(items)}): " + short_list(items, 8)
         raise CheckpointError(
             "SGMSE+ weights do not fit this backbone; build it with the checkpoint's settings (SGMSE+'s "
             "default is conf/backbone/ncsnpp.yaml)."

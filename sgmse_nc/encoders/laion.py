@@ -24,13 +24,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sgmse_nc.errors import UserError
+
 log = logging.getLogger(__name__)
 
 _PACKAGE = "_sgmse_nc_clap_module"  # private namespace: never shadows a real `laion_clap` import
 
 
-class WeightsError(ValueError):
-    """A pre-trained encoder's weight file is missing or is not what the config says."""
+class WeightsError(UserError, ValueError):
+    """A pre-trained encoder's weight file is missing or is not what the config says; the message names the fix."""
 
 
 def clap_module_dir() -> Path:

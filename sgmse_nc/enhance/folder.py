@@ -18,7 +18,7 @@ import torch
 from sgmse_nc.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, list_audio, read_audio, resample_audio, rms, write_audio
 from sgmse_nc.checks import Header, Problem, Requirements, check_audio_files, problems_message
 from sgmse_nc.errors import Interrupted, UserError
-from sgmse_nc.io import refuse_other_params, remove_leftovers, write_json
+from sgmse_nc.io import input_holding, refuse_other_params, remove_leftovers, write_json
 
 if TYPE_CHECKING:
     from sgmse_nc.diffusion.model import ScoreModel  # imported when a model is loaded: checks and errors stay fast
@@ -100,10 +100,10 @@ def check_out_dir(out_dir: Path, inputs: list[Input], folders: dict[str, Path | 
     """`out` must be a writable folder, outside the input folders (their recursive scan would take outputs
     as inputs) and never the path of an input."""
     out = out_dir.resolve()
-    for option, folder in folders.items():
-        if folder is not None and out.is_relative_to(Path(folder).resolve()):
-            raise UserError(f"`out={out_dir}` lies inside `{option}={folder}`: inputs are never written to, and "
-                            f"a rerun would take the outputs as inputs. Choose an `out` outside it.")
+    holding = input_holding(out_dir, folders)
+    if holding is not None:
+        raise UserError(f"`out={out_dir}` lies inside `{holding[0]}={holding[1]}`: inputs are never written to, "
+                        f"and a rerun would take the outputs as inputs. Choose an `out` outside it.")
     sources = {p.resolve() for i in inputs for p in (i.noisy, i.reference) if p is not None}
     clash = [str(out_dir / i.name) for i in inputs if (out / i.name).resolve() in sources]
     if clash:

@@ -22,19 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from sgmse_nc.eval.folder import json_safe, label_order, write_csv, summarise
-from sgmse_nc.io import write_text_atomic
-from sgmse_nc.eval.metrics import METRIC_INFO
+from sgmse_nc.eval.metrics import METRICS
+from sgmse_nc.eval.tables import json_safe, label_order, markdown_table, summarise
+from sgmse_nc.io import write_csv, write_text_atomic
 
 NOISY = "noisy"
-# non-intrusive metrics (sgmse_nc.eval.dnsmos) join the tables like the intrusive ones: name -> (label, decimals)
-EXTRA_METRIC_INFO = {"dnsmos_sig": ("DNSMOS SIG", 2), "dnsmos_bak": ("DNSMOS BAK", 2),
-                     "dnsmos_ovrl": ("DNSMOS OVRL", 2)}
 FAILED = "FAILED"
-
-
-def metric_info(name: str) -> tuple[str, int]:
-    return METRIC_INFO.get(name) or EXTRA_METRIC_INFO[name]
 
 
 @dataclass
@@ -44,11 +37,6 @@ class System:
     per_file: pd.DataFrame | None = None  # columns id + metrics (extra columns are ignored)
     error: str = ""
     notes: list[str] = field(default_factory=list)
-
-
-def read_per_file(path) -> pd.DataFrame:
-    """A per_file.csv as written by evaluate_folders (exact floats: the means match summary.json)."""
-    return pd.read_csv(path, dtype={"id": str, "errors": str}, float_precision="round_trip")
 
 
 def _joined(system: pd.DataFrame, noisy: pd.DataFrame | None, metrics, groups: pd.DataFrame | None) -> pd.DataFrame:
@@ -67,9 +55,9 @@ def _joined(system: pd.DataFrame, noisy: pd.DataFrame | None, metrics, groups: p
 def compare(systems: list[System], metrics, noisy: pd.DataFrame | None = None, groups: pd.DataFrame | None = None,
             group_by=()) -> dict:
     """The comparison as a dict: {"metrics", "label_columns", "group_by", "noisy": summary or None,
-    "systems": [{"labels", "error", "summary"}]} with summaries as in evaluation.summarise.
+    "systems": [{"labels", "error", "summary"}]} with summaries as in sgmse_nc.eval.tables.summarise.
 
-    groups: the manifest's group columns indexed by id (evaluation.load_groups), needed for `group_by`.
+    groups: the manifest's group columns indexed by id (sgmse_nc.eval.folder.load_groups), needed for `group_by`.
     """
     metrics, group_by = list(metrics), list(group_by)
     label_columns = list(dict.fromkeys(k for s in systems for k in s.labels))
@@ -115,7 +103,7 @@ def _table(comparison: dict, group_by: str | None, label: str | None) -> list[li
         rows.append((cells, block, system["error"]))
     best = {}
     for m in metrics:
-        decimals = metric_info(m)[1]
+        decimals = METRICS[m].decimals
         means = [_rounded(b["enhanced" if "enhanced" in b else "noisy"][m], decimals) if b is not None else -math.inf
                  for _, b, _ in rows]
         best[m] = max(means, default=-math.inf)
@@ -127,7 +115,7 @@ def _table(comparison: dict, group_by: str | None, label: str | None) -> list[li
         signal = "enhanced" if "enhanced" in block else "noisy"
         line = cells + [str(block["n_files"])]
         for m in metrics:
-            decimals = metric_info(m)[1]
+            decimals = METRICS[m].decimals
             stats = block[signal][m]
             if stats["n"] == 0:
                 line += ["–", ""]
@@ -146,14 +134,8 @@ def _table(comparison: dict, group_by: str | None, label: str | None) -> list[li
 def _header(comparison: dict, first: list[str]) -> list[str]:
     columns = first + [c.capitalize() if c != "w" else "w" for c in comparison["label_columns"]] + ["N"]
     for m in comparison["metrics"]:
-        columns += [metric_info(m)[0], "Δ"]
+        columns += [METRICS[m].label, "Δ"]
     return columns
-
-
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _group_labels(comparison: dict, key: str) -> list[str]:
@@ -166,10 +148,10 @@ def _group_labels(comparison: dict, key: str) -> list[str]:
 
 def markdown(comparison: dict, title: str, notes=()) -> str:
     """The comparison as Markdown: a title, the overall table, one table per group column, notes, failures."""
-    parts = [f"## {title}", "", _markdown(_header(comparison, []), _table(comparison, None, None))]
+    parts = [f"## {title}", "", markdown_table(_header(comparison, []), _table(comparison, None, None))]
     for key in comparison["group_by"]:
         rows = [[label] + row for label in _group_labels(comparison, key) for row in _table(comparison, key, label)]
-        parts += ["", f"### By {key}", "", _markdown(_header(comparison, [key]), rows)]
+        parts += ["", f"### By {key}", "", markdown_table(_header(comparison, [key]), rows)]
     footer = list(notes) + ["mean ± std (population std) over files; Δ: mean per-file improvement over the noisy "
                             "input; best mean per column in bold."]
     for system in comparison["systems"]:

@@ -26,6 +26,10 @@ import pandas as pd
 import torch
 
 from sgmse_nc.audio import list_audio, read_audio
+from sgmse_nc.eval.metrics import METRICS
+from sgmse_nc.eval.plots import save_figure
+from sgmse_nc.eval.tables import markdown_table
+from sgmse_nc.io import write_csv, write_text_atomic
 
 K_NEIGHBOURS = 5
 
@@ -124,22 +128,19 @@ def binned_improvement(table: pd.DataFrame, metrics, bins: int = 3) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def _markdown(frame: pd.DataFrame, decimals: int = 2) -> str:
+def _frame_markdown(frame: pd.DataFrame, decimals: int = 2) -> str:
+    """A DataFrame as Markdown: improvements signed, `decimals` > 2 as significant digits."""
     cols = list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:+.{decimals}f}" if isinstance(v, float) and c.startswith("delta_")
-                                       else f"{v:.{decimals}g}" if isinstance(v, float) and decimals > 2
-                                       else f"{v:.{decimals}f}" if isinstance(v, float) else str(v)
-                                       for c, v in zip(cols, row)) + " |")
-    return "\n".join(lines)
+    rows = [[f"{v:+.{decimals}f}" if isinstance(v, float) and c.startswith("delta_")
+             else f"{v:.{decimals}g}" if isinstance(v, float) and decimals > 2
+             else f"{v:.{decimals}f}" if isinstance(v, float) else str(v)
+             for c, v in zip(cols, row)] for row in frame.itertuples(index=False)]
+    return markdown_table(cols, rows)
 
 
 def plot_map(points: dict[str, np.ndarray], train: np.ndarray, path: Path, method: str = "pca") -> str:
     """2-D map of the training and every set's embeddings; returns the method used."""
     from matplotlib.figure import Figure
-
-    from sgmse_nc.eval.folder import save_figure
 
     names = ["train", *points]
     stacked = np.concatenate([train, *points.values()])
@@ -169,16 +170,13 @@ def plot_map(points: dict[str, np.ndarray], train: np.ndarray, path: Path, metho
 def plot_scatter(table: pd.DataFrame, metric: str, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    from sgmse_nc.eval.comparison import metric_info
-    from sgmse_nc.eval.folder import save_figure
-
     fig = Figure(figsize=(5.5, 4), layout="tight")
     ax = fig.subplots()
     for w, part in table.groupby("w"):
         ax.scatter(part["ood_score"], part[f"delta_{metric}"], s=14, label=f"w={w}")
     ax.axhline(0, color="gray", linewidth=0.8)
     ax.set_xlabel("OOD score (k-NN distance / training's own)")
-    ax.set_ylabel(f"Δ {metric_info(metric)[0]} over noisy")
+    ax.set_ylabel(f"Δ {METRICS[metric].label} over noisy")
     ax.legend(loc="best", fontsize="small")
     save_figure(fig, path, dpi=110)
 
@@ -188,9 +186,6 @@ def write_diagnostics(out_dir: Path, train: np.ndarray, sets: dict[str, tuple[li
     """Everything above into out_dir: embedding_map.png, embedding_stats.json, ood_scores.csv,
     diagnostics.md, ood_vs_improvement.csv / ood_scatter.png (when per-file metrics are given: columns set,
     id, w, delta_<metric>). Returns {"scores": DataFrame(set, id, ood_score), "stats": ...}."""
-    from sgmse_nc.eval.folder import write_csv
-    from sgmse_nc.io import write_text_atomic
-
     out_dir = Path(out_dir)
     stats = {"train": embedding_stats(train), **{name: embedding_stats(emb) for name, (_, emb) in sets.items()}}
     scores = pd.DataFrame([{"set": name, "id": i, "ood_score": float(s)} for name, (ids, emb) in sets.items()
@@ -204,7 +199,7 @@ def write_diagnostics(out_dir: Path, train: np.ndarray, sets: dict[str, tuple[li
              f"OOD score: mean distance to the {k} nearest training embeddings over the training set's own "
              f"(median, leave-one-out); ≈ 1 in distribution. Map: {used.upper()} (fitted on training).", "",
              "## Embedding statistics (collapse check: participation ratio ≈ 1 or tiny variance)", "",
-             _markdown(stat_table, 3), "", "## OOD score per set", "", _markdown(ood_table), "",
+             _frame_markdown(stat_table, 3), "", "## OOD score per set", "", _frame_markdown(ood_table), "",
              "![map](embedding_map.png)"]
     if per_file is not None and len(per_file):
         joined = per_file.merge(scores, on=["set", "id"], how="inner")
@@ -212,6 +207,6 @@ def write_diagnostics(out_dir: Path, train: np.ndarray, sets: dict[str, tuple[li
         write_csv(binned, out_dir / "ood_vs_improvement.csv")
         plot_scatter(joined, metrics[-1], out_dir / "ood_scatter.png")
         parts += ["", "## Improvement over the noisy input per OOD-score bin (all sets pooled)", "",
-                  _markdown(binned), "", "![scatter](ood_scatter.png)"]
+                  _frame_markdown(binned), "", "![scatter](ood_scatter.png)"]
     write_text_atomic(out_dir / "diagnostics.md", "\n".join(parts) + "\n")
     return {"scores": scores, "stats": stats}

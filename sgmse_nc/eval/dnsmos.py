@@ -9,7 +9,6 @@ CPU core (each clip is scored in 9 s windows; shorter clips are repeated to 9 s,
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,11 @@ from tqdm.auto import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, read_audio
 from sgmse_nc.errors import UserError
+from sgmse_nc.eval.folder import index_folder
+from sgmse_nc.eval.metrics import DNSMOS_METRICS
+from sgmse_nc.eval.rows import cached_rows, file_key
+from sgmse_nc.io import write_csv
 
-METRICS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
 MISSING_EXTRA = ("DNSMOS needs the optional extra: pip install -e \".[dnsmos]\" (speechmos with its ONNX models, "
                  "onnxruntime).")
 
@@ -52,28 +54,18 @@ def dnsmos_scores(wav, sample_rate: int = SAMPLE_RATE) -> dict:
             "dnsmos_ovrl": float(result["ovrl_mos"])}
 
 
-def _key(path: Path) -> str:
-    stat = path.stat()
-    return hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-
-
 def dnsmos_folder(folder, cache_csv, quiet: bool = False) -> pd.DataFrame:
     """DNSMOS of every file under `folder` (id = relative path without extension), reusing the rows of
     `cache_csv` whose file is unchanged and saving it again (atomically)."""
-    from sgmse_nc.eval.folder import index_folder, write_csv
-
     dnsmos_model()  # fail before any work when the extra is missing
     files = index_folder(Path(folder), "audio")
-    cache_csv = Path(cache_csv)
-    cached = {}
-    if cache_csv.is_file():
-        cached = {r["id"]: r for r in pd.read_csv(cache_csv, dtype={"id": str, "key": str},
-                                                  float_precision="round_trip").to_dict("records")}
-    todo = [(i, p) for i, p in sorted(files.items()) if cached.get(i, {}).get("key") != _key(p)]
+    cached = cached_rows(cache_csv, list(DNSMOS_METRICS))
+    keys = {i: file_key([p]) for i, p in files.items()}
+    todo = [(i, p) for i, p in sorted(files.items()) if cached.get(i, {}).get("key") != keys[i]]
     rows = [cached[i] for i in sorted(files) if i not in dict(todo)]
     for file_id, path in tqdm(todo, desc="DNSMOS", unit="file", disable=quiet or not todo):
         rows.append({"id": file_id, **dnsmos_scores(read_audio(path, SAMPLE_RATE, resample=True, min_samples=0)),
-                     "key": _key(path)})
-    table = pd.DataFrame(rows, columns=["id", *METRICS, "key"]).sort_values("id", ignore_index=True)
+                     "key": keys[file_id]})
+    table = pd.DataFrame(rows, columns=["id", *DNSMOS_METRICS, "key"]).sort_values("id", ignore_index=True)
     write_csv(table, cache_csv)
     return table

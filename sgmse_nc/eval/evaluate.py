@@ -19,10 +19,11 @@ import pandas as pd
 
 from sgmse_nc.audio import SAMPLE_RATE
 from sgmse_nc.cli import ArgumentParser, run_main
-from sgmse_nc.eval.comparison import NOISY, System, compare, read_per_file, write
-from sgmse_nc.eval.dnsmos import METRICS as DNSMOS_METRICS, dnsmos_folder, dnsmos_model
+from sgmse_nc.eval.comparison import NOISY, System, compare, write
+from sgmse_nc.eval.dnsmos import dnsmos_folder, dnsmos_model
 from sgmse_nc.eval.folder import EvaluationError, default_out_dir, evaluate_folders, load_groups
-from sgmse_nc.eval.metrics import DEFAULT_METRICS, METRIC_INFO
+from sgmse_nc.eval.metrics import DEFAULT_METRICS, DNSMOS_METRICS, INTRUSIVE_METRICS
+from sgmse_nc.eval.rows import read_per_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -81,7 +82,7 @@ def compare_folders(enhanced: dict[str, Path], clean_dir, noisy_dir=None, out_di
         raise EvaluationError(f"'{NOISY}' names the noisy input's row; give that enhanced folder another name.")
     out_dir = Path(out_dir)
     common = dict(clean_dir=clean_dir, manifest=manifest, group_by=group_by, num_workers=num_workers,
-                  metrics=tuple(m for m in metrics if m in METRIC_INFO), sample_rate=sample_rate, allow_missing=allow_missing, plot=False, quiet=True)
+                  metrics=tuple(m for m in metrics if m in INTRUSIVE_METRICS), sample_rate=sample_rate, allow_missing=allow_missing, plot=False, quiet=True)
 
     def scored(folder, sub: Path) -> pd.DataFrame:
         evaluate_folders(folder, out_dir=sub, **common)

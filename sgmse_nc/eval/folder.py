@@ -8,36 +8,36 @@ datasets use). Outputs go to `out_dir` only (never into an input folder), each w
     plot_<metric>.png
 
 The per-file CSV is saved every few files, so an interrupted run resumes: a row is reused while the
-three files it was computed from keep their path, size and modification time (its `key`).
+three files it was computed from keep their path, size and modification time (its `key`, sgmse_nc.eval.rows).
+The tables are sgmse_nc.eval.tables, the box plots sgmse_nc.eval.plots.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, list_audio, read_audio
-from sgmse_nc.io import atomic_path, remove_leftovers, write_text_atomic
-from sgmse_nc.eval.metrics import DEFAULT_METRICS, LENGTH_TOLERANCE, METRIC_INFO, compute_metrics, lengths_differ
+from sgmse_nc.errors import UserError, short_list
+from sgmse_nc.eval.metrics import DEFAULT_METRICS, INTRUSIVE_METRICS, LENGTH_TOLERANCE, compute_metrics, lengths_differ
+from sgmse_nc.eval.plots import plot_metrics
+from sgmse_nc.eval.rows import cached_rows, file_key
+from sgmse_nc.eval.tables import json_safe, summarise, summary_markdown, summary_rows
+from sgmse_nc.io import input_holding, remove_leftovers, write_csv, write_text_atomic
 
 PER_FILE_CSV = "per_file.csv"
 CHECKPOINT_EVERY = 25  # rows computed between saves of the per-file CSV
-# summary block name -> per-file column prefix; rows of the tables appear in this order
-SIGNALS = {"noisy": "noisy_", "enhanced": "", "improvement": "delta_"}
 
 
-class EvaluationError(AudioError):
-    """A user-facing problem with the evaluation's folders or manifest; the message names the fix."""
+class EvaluationError(UserError, ValueError):
+    """A user-facing problem with the evaluation's folders, options or manifest; the message names the fix."""
 
 
 @dataclass(frozen=True)
@@ -49,19 +49,10 @@ class Pair:
 
     def cache_key(self, sample_rate: int) -> str:
         """Changes when any of the files is replaced or touched, or when the folders change."""
-        parts = [str(sample_rate)]
-        for path in (self.enhanced, self.clean, self.noisy):
-            if path is not None:
-                stat = path.stat()
-                parts.append(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")
-        return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
+        return file_key((self.enhanced, self.clean, self.noisy), sample_rate)
 
 
 # ---------------------------------------------------------------------------------------------- pairing
-
-def _show(names: list[str], limit: int = 5) -> str:
-    return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
-
 
 def index_folder(folder: Path, role: str) -> dict[str, Path]:
     if not folder.is_dir():
@@ -95,12 +86,12 @@ def pair_files(enhanced_dir, clean_dir, noisy_dir=None, allow_missing: bool = Fa
     problems = []
     if only_clean:
         problems.append(f"{len(only_clean)} clean file(s) have no enhanced counterpart in {enhanced_dir}: "
-                        f"{_show(only_clean)}")
+                        f"{short_list(only_clean)}")
     if only_enhanced:
         problems.append(f"{len(only_enhanced)} enhanced file(s) have no clean reference in {clean_dir}: "
-                        f"{_show(only_enhanced)}")
+                        f"{short_list(only_enhanced)}")
     if no_noisy:
-        problems.append(f"{len(no_noisy)} file(s) have no noisy input in {noisy_dir}: {_show(no_noisy)}")
+        problems.append(f"{len(no_noisy)} file(s) have no noisy input in {noisy_dir}: {short_list(no_noisy)}")
     if not common:
         raise EvaluationError("no file is present in all folders to evaluate. " + "; ".join(problems) +
                               ". Check the folder paths.")
@@ -132,7 +123,7 @@ def check_lengths(pairs: list[Pair], sample_rate: int = SAMPLE_RATE) -> None:
                                f"({n_clean / sample_rate:.2f} s)")
     if bad:
         raise EvaluationError(f"{len(bad)} file(s) differ in length from their clean reference by more than "
-                              f"{LENGTH_TOLERANCE:.0%}: {_show(bad, 3)}. They do not belong together: check "
+                              f"{LENGTH_TOLERANCE:.0%}: {short_list(bad, 3)}. They do not belong together: check "
                               f"that the folders hold the same utterances, uncropped.")
 
 
@@ -156,13 +147,13 @@ def load_groups(manifest, ids: list[str], group_by: list[str]) -> pd.DataFrame:
     table["id"] = table["id"].map(_normalise_id)
     duplicated = sorted(set(table["id"][table["id"].duplicated()]))
     if duplicated:
-        raise EvaluationError(f"manifest {manifest} lists these ids more than once: {_show(duplicated)}. "
+        raise EvaluationError(f"manifest {manifest} lists these ids more than once: {short_list(duplicated)}. "
                               f"Keep one row per file.")
     table = table.set_index("id")
     absent = [i for i in ids if i not in table.index]
     if absent:
         raise EvaluationError(f"manifest {manifest} has no row for {len(absent)} evaluated file(s): "
-                              f"{_show(absent)}. Its `id` column must hold each file's path relative to the "
+                              f"{short_list(absent)}. Its `id` column must hold each file's path relative to the "
                               f"clean folder, without extension.")
     return table.loc[ids, columns]
 
@@ -214,33 +205,6 @@ def _result_columns(metrics, with_noisy: bool) -> list[str]:
     return columns + ["errors"]
 
 
-def _load_cache(path: Path, columns: list[str]) -> dict[str, dict]:
-    """Rows of an earlier (possibly interrupted) run that hold every column needed now, by id."""
-    if not path.is_file():
-        return {}
-    try:
-        table = pd.read_csv(path, dtype={"id": str, "key": str, "errors": str},
-                            float_precision="round_trip")  # reused rows give the very same means
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        warnings.warn(f"{path}: unreadable ({err}); recomputing every file.")
-        return {}
-    if not {"id", "key", *columns} <= set(table.columns):
-        return {}
-    table["errors"] = table["errors"].fillna("")
-    return {row["id"]: row for row in table[["id", "key", *columns]].to_dict("records")}
-
-
-def save_figure(fig, path: Path, dpi: int = 120) -> None:
-    """A matplotlib Figure as PNG, atomically."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-
-
-def write_csv(table: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
-
-
 def compute_rows(pairs: list[Pair], metrics, sample_rate: int, cache: dict[str, dict], num_workers: int,
                  save, quiet: bool = False) -> list[dict]:
     """Rows for all pairs: reused from `cache` when their key matches, else computed (in a pool when
@@ -282,126 +246,6 @@ def compute_rows(pairs: list[Pair], metrics, sample_rate: int, cache: dict[str, 
     return rows
 
 
-# ---------------------------------------------------------------------------------------------- summary
-
-def _stats(values: pd.Series) -> dict:
-    values = values.dropna()
-    n = len(values)
-    # population std (ddof 0), as the SGMSE+ evaluation scripts report it
-    return {"mean": float(values.mean()) if n else math.nan, "std": float(values.std(ddof=0)) if n else math.nan,
-            "n": n}
-
-
-def _summarise(table: pd.DataFrame, metrics) -> dict:
-    block = {"n_files": len(table)}
-    for signal, prefix in SIGNALS.items():
-        if f"{prefix}{metrics[0]}" in table.columns:
-            block[signal] = {m: _stats(table[f"{prefix}{m}"]) for m in metrics}
-    return block
-
-
-def label_order(label: str):
-    parts = []
-    for part in label.split("/"):  # numbers in numeric order (0, 5, 10 dB), then text
-        try:
-            parts.append((0, float(part), ""))
-        except ValueError:
-            parts.append((1, 0.0, part))
-    return parts
-
-
-def _group_labels(table: pd.DataFrame, key: str) -> pd.Series:
-    return table[key.split("+")].astype(str).agg("/".join, axis=1)
-
-
-def summarise(table: pd.DataFrame, metrics, group_by=()) -> dict:
-    """{"n_files", "enhanced"/"noisy"/"improvement": {metric: {mean, std, n}}, "groups": {key: {label: ...}}}."""
-    summary = _summarise(table, metrics)
-    summary["groups"] = {}
-    for key in group_by:
-        labels = _group_labels(table, key)
-        ordered = sorted(labels.unique(), key=label_order)
-        summary["groups"][key] = {label: _summarise(table[labels == label], metrics) for label in ordered}
-    return summary
-
-
-def _cell(stats: dict, decimals: int, n_files: int) -> str:
-    if stats["n"] == 0:
-        return "–"
-    mean = round(stats["mean"], decimals) + 0.0  # + 0.0 turns a rounded -0.0 into 0.0
-    text = f"{mean:.{decimals}f} ± {stats['std']:.{decimals}f}"
-    return text + (f" (n={stats['n']})" if stats["n"] != n_files else "")
-
-
-def _blocks(summary: dict):
-    """(group_by, group label, block) for the overall block and every group."""
-    yield "all", "all", summary
-    for key, groups in summary["groups"].items():
-        for label, block in groups.items():
-            yield key, label, block
-
-
-def markdown_table(summary: dict, metrics) -> str:
-    header = ["Group", "Signal", "N"] + [METRIC_INFO[m][0] for m in metrics]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for key, label, block in _blocks(summary):
-        group = "all" if key == "all" else f"{key}={label}"
-        for signal in SIGNALS:
-            if signal in block:
-                cells = [_cell(block[signal][m], METRIC_INFO[m][1], block["n_files"]) for m in metrics]
-                lines.append("| " + " | ".join([group, signal, str(block["n_files"]), *cells]) + " |")
-    return "\n".join(lines)
-
-
-def summary_rows(summary: dict, metrics) -> pd.DataFrame:
-    """The summary in long form: group_by, group, signal, metric, mean, std, n."""
-    rows = [{"group_by": key, "group": label, "signal": signal, "metric": m, **block[signal][m]}
-            for key, label, block in _blocks(summary) for signal in SIGNALS if signal in block for m in metrics]
-    return pd.DataFrame(rows)
-
-
-def json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def plot_metrics(table: pd.DataFrame, metrics, out_dir: Path, group_key: str | None = None) -> list[Path]:
-    """One box plot per metric: noisy and enhanced side by side, per group of `group_key` (or overall)."""
-    from matplotlib.figure import Figure  # no pyplot: never touches the user's global backend
-    from matplotlib.patches import Patch
-
-    labels = _group_labels(table, group_key) if group_key else pd.Series("all", index=table.index)
-    categories = sorted(labels.unique(), key=label_order)
-    signals = [(s, p) for s, p in SIGNALS.items() if s != "improvement" and f"{p}{metrics[0]}" in table.columns]
-    colours = {"noisy": "tab:gray", "enhanced": "tab:blue"}
-    paths = []
-    for m in metrics:
-        fig = Figure(figsize=(max(4.0, 1.2 * len(categories) * len(signals)), 3.5), layout="tight")
-        ax = fig.subplots()
-        for j, (signal, prefix) in enumerate(signals):
-            data = [table.loc[labels == c, f"{prefix}{m}"].dropna().to_numpy() for c in categories]
-            positions = [i * (len(signals) + 1) + j for i in range(len(categories))]
-            boxes = ax.boxplot(data, positions=positions, widths=0.8, patch_artist=True, showfliers=True)
-            for box in boxes["boxes"]:
-                box.set_facecolor(colours[signal])
-        ax.set_xticks([i * (len(signals) + 1) + (len(signals) - 1) / 2 for i in range(len(categories))],
-                      categories)
-        ax.set_xlabel(group_key or "")
-        ax.set_ylabel(METRIC_INFO[m][0])
-        ax.legend(handles=[Patch(color=colours[s], label=s) for s, _ in signals], loc="best")
-        path = out_dir / f"plot_{m}.png"
-        save_figure(fig, path)
-        paths.append(path)
-    return paths
-
-
 # ------------------------------------------------------------------------------------------ entry point
 
 def default_out_dir(enhanced_dir) -> Path:
@@ -411,10 +255,10 @@ def default_out_dir(enhanced_dir) -> Path:
 
 
 def _check_out_dir(out_dir: Path, inputs: dict[str, Path]) -> None:
-    for role, folder in inputs.items():
-        if out_dir.resolve().is_relative_to(folder.resolve()):
-            raise EvaluationError(f"output folder {out_dir} lies inside the {role} folder {folder}; inputs are "
-                                  f"never written to. Choose another output folder.")
+    holding = input_holding(out_dir, inputs)
+    if holding is not None:
+        raise EvaluationError(f"output folder {out_dir} lies inside the {holding[0]} folder {holding[1]}; inputs "
+                              f"are never written to. Choose another output folder.")
 
 
 def evaluate_folders(enhanced_dir, clean_dir, noisy_dir=None, out_dir=None, manifest=None, group_by=None,
@@ -431,9 +275,9 @@ def evaluate_folders(enhanced_dir, clean_dir, noisy_dir=None, out_dir=None, mani
     noisy_dir = Path(noisy_dir) if noisy_dir is not None else None
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(enhanced_dir)
     metrics, group_by = tuple(metrics), list(group_by or [])
-    unknown = [m for m in metrics if m not in METRIC_INFO]
+    unknown = [m for m in metrics if m not in INTRUSIVE_METRICS]
     if not metrics or unknown:
-        raise EvaluationError(f"unknown metric(s) {unknown or metrics}; choose from {list(METRIC_INFO)}.")
+        raise EvaluationError(f"unknown metric(s) {unknown or metrics}; choose from {list(INTRUSIVE_METRICS)}.")
     if group_by and manifest is None:
         raise EvaluationError(f"grouping by {group_by} needs a manifest CSV holding those columns.")
     inputs = {"enhanced": enhanced_dir, "clean": clean_dir, **({"noisy": noisy_dir} if noisy_dir else {})}
@@ -458,7 +302,7 @@ def evaluate_folders(enhanced_dir, clean_dir, noisy_dir=None, out_dir=None, mani
         return table
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = compute_rows(pairs, metrics, sample_rate, _load_cache(per_file, columns), num_workers,
+    rows = compute_rows(pairs, metrics, sample_rate, cached_rows(per_file, columns), num_workers,
                         save=lambda rows: write_csv(table_of(rows), per_file), quiet=quiet)
     table = table_of(rows)
 
@@ -471,7 +315,7 @@ def evaluate_folders(enhanced_dir, clean_dir, noisy_dir=None, out_dir=None, mani
                            "manifest": str(manifest) if manifest else None, "group_by": group_by,
                            "metrics": list(metrics), "sample_rate": sample_rate}
 
-    markdown = markdown_table(summary, metrics)
+    markdown = summary_markdown(summary, metrics)
     notes = [f"{len(pairs)} file(s) evaluated" + (f", {n_skipped} skipped (missing from a folder)" if n_skipped
                                                   else "") + "; mean ± std (population std)."]
     if summary["missing_values"]:

@@ -1,4 +1,6 @@
-"""Speech-enhancement metrics: PESQ (wide/narrow band), ESTOI and SI-SDR.
+"""Speech-enhancement metrics: PESQ (wide/narrow band), ESTOI and SI-SDR, and the one registry of every metric
+the tables show (`METRICS`: label, decimals, and whether it needs the clean reference; DNSMOS, which does
+not, is computed by sgmse_nc.eval.dnsmos).
 
 `compute_metrics` never raises on bad audio (silence, too short, PESQ finding no utterance): the
 metric becomes NaN and the reason is kept in the result's "errors" entry, so one bad file cannot
@@ -8,6 +10,7 @@ together, an unknown metric) raises.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pesq as pesq_lib
@@ -16,14 +19,28 @@ from pystoi import stoi
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, resample_audio
 
-DEFAULT_METRICS = ("pesq", "estoi", "si_sdr")
-# metric name -> (table label, decimals); "pesq" is wide-band (P.862.2), as in the SGMSE+ papers.
-METRIC_INFO = {
-    "pesq": ("PESQ", 2),
-    "pesq_nb": ("PESQ-NB", 2),
-    "estoi": ("ESTOI", 2),
-    "si_sdr": ("SI-SDR [dB]", 1),
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str  # in tables and plots
+    decimals: int  # in tables
+    intrusive: bool = True  # scored against the clean reference (compute_metrics); else sgmse_nc.eval.dnsmos
+
+
+# "pesq" is wide-band (P.862.2), as in the SGMSE+ papers.
+METRICS = {
+    "pesq": Metric("PESQ", 2),
+    "pesq_nb": Metric("PESQ-NB", 2),
+    "estoi": Metric("ESTOI", 2),
+    "si_sdr": Metric("SI-SDR [dB]", 1),
+    "dnsmos_sig": Metric("DNSMOS SIG", 2, intrusive=False),
+    "dnsmos_bak": Metric("DNSMOS BAK", 2, intrusive=False),
+    "dnsmos_ovrl": Metric("DNSMOS OVRL", 2, intrusive=False),
 }
+INTRUSIVE_METRICS = tuple(name for name, m in METRICS.items() if m.intrusive)
+DNSMOS_METRICS = tuple(name for name, m in METRICS.items() if not m.intrusive)
+DEFAULT_METRICS = ("pesq", "estoi", "si_sdr")
 LENGTH_TOLERANCE = 0.01  # relative length difference that is trimmed silently; more is an error
 
 
@@ -126,9 +143,9 @@ def compute_metrics(estimate, reference, sr: int = SAMPLE_RATE, metrics=DEFAULT_
     names: optional (estimate file, reference file), used in the length-mismatch message.
     Returns {metric: float (NaN when it could not be computed), "errors": "metric: why; ..." or ""}.
     """
-    unknown = [m for m in metrics if m not in METRIC_INFO]
+    unknown = [m for m in metrics if m not in INTRUSIVE_METRICS]
     if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRIC_INFO)}")
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {list(INTRUSIVE_METRICS)}")
     estimate, reference = trim_to_common_length(_to_numpy(estimate), _to_numpy(reference), names)
     result, errors = {}, []
     for name in metrics:

@@ -39,9 +39,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sgmse_nc.eval import comparison
-from sgmse_nc.audio import AudioError, list_audio, read_audio, write_audio
-from sgmse_nc.eval.folder import init_worker, label_order, evaluate_folders, load_groups, save_figure
+from sgmse_nc.audio import list_audio, read_audio, write_audio
+from sgmse_nc.errors import UserError
+from sgmse_nc.eval.folder import init_worker, evaluate_folders, load_groups
+from sgmse_nc.eval.metrics import METRICS
+from sgmse_nc.eval.plots import save_figure
+from sgmse_nc.eval.rows import read_per_file
+from sgmse_nc.eval.tables import label_order
 from sgmse_nc.io import write_text_atomic
+from sgmse_nc.spec import Spectrogram, decibels
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +56,8 @@ NULL = "null"  # the reference column of w = 0 (no reference: the null condition
 LAYOUT = ("clean", "noisy", "manifest.csv")
 
 
-class ReportError(AudioError):
-    """A user-facing problem with the report's configuration; the message names the fix."""
+class ReportError(UserError, ValueError):
+    """A user-facing problem with the report's configuration, runs or test sets; the message names the fix."""
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -290,13 +296,13 @@ def _system(run: Run, cond: Condition, per_file_dir: Path, error: str | None, se
     notes = [] if run.conditional else ["unconditional model: every w is its unconditional score"]
     if error:
         return comparison.System(labels, error=error, notes=notes)
-    return comparison.System(labels, comparison.read_per_file(per_file_dir / "per_file.csv"), notes=notes)
+    return comparison.System(labels, read_per_file(per_file_dir / "per_file.csv"), notes=notes)
 
 
 def _set_comparison(cfg, set_name, test_set, runs, conds, results, work, references, extra=(),
                     only: Run | None = None):
     group_cols = [g for g in (cfg.get("group_by") or []) if g in pd.read_csv(test_set / "manifest.csv", nrows=0)]
-    noisy = comparison.read_per_file(work / "noisy" / set_name / "eval" / "per_file.csv")
+    noisy = read_per_file(work / "noisy" / set_name / "eval" / "per_file.csv")
     systems = []
     for run in runs if only is None else [only]:
         for cond in conds:
@@ -345,11 +351,11 @@ def run_diagnostics(cfg, run: Run, sets: dict, conds, results, work, references)
     metrics = list(cfg.metrics)
     rows = []
     for set_name in sets:
-        noisy = comparison.read_per_file(work / "noisy" / set_name / "eval" / "per_file.csv").set_index("id")
+        noisy = read_per_file(work / "noisy" / set_name / "eval" / "per_file.csv").set_index("id")
         for cond in conds:
             if results[(run.name, set_name, cond.key)]:
                 continue
-            table = comparison.read_per_file(work / run.name / set_name / cond.key / "eval" / "per_file.csv")
+            table = read_per_file(work / run.name / set_name / cond.key / "eval" / "per_file.csv")
             label = f"{cond.w:g}" if len(references) == 1 or cond.w == 0 else f"{cond.w:g} {cond.reference}"
             part = pd.DataFrame({"set": set_name, "id": table["id"], "w": label})
             for m in metrics:
@@ -376,7 +382,7 @@ def _auto_system(run, set_name, scores, conds, results, work, reference, diag):
         return comparison.System(labels, error=f"w={', '.join(failed)} failed, which auto picks for some files")
     parts = []
     for w in sorted(set(chosen)):
-        table = comparison.read_per_file(work / run.name / set_name / grid[w].key / "eval" / "per_file.csv")
+        table = read_per_file(work / run.name / set_name / grid[w].key / "eval" / "per_file.csv")
         parts.append(table[table["id"].isin(scores["id"][chosen == w])])
     counts = ", ".join(f"w={w:g}: {int((chosen == w).sum())}" for w in sorted(set(chosen)))
     note = (f"w=auto: w(s) = {max(grid):g} · clip(({diag.s_hi:g} − s) / ({diag.s_hi:g} − {diag.s_lo:g}), 0, 1) "
@@ -465,7 +471,7 @@ def plot_vs_w(result: dict, path: Path) -> None:
         if result["noisy"] is not None:
             ax.axhline(result["noisy"]["enhanced"][m]["mean"], color="gray", linestyle="--", label="noisy")
         ax.set_xlabel("guidance scale w")
-        ax.set_ylabel(comparison.metric_info(m)[0])
+        ax.set_ylabel(METRICS[m].label)
     axes[0].legend(loc="best", fontsize="small")
     save_figure(fig, path, dpi=110)
 
@@ -491,16 +497,10 @@ def plot_snr_bars(result: dict, run: str, path: Path, key: str = "snr") -> None:
             ax.bar(np.arange(len(labels)) + j * width, means, width, label=name)
         ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels)
         ax.set_xlabel(f"{key} [dB]" if key == "snr" else key)
-        ax.set_ylabel(comparison.metric_info(m)[0])
+        ax.set_ylabel(METRICS[m].label)
     axes[0].legend(loc="best", fontsize="small")
     fig.suptitle(run)
     save_figure(fig, path, dpi=110)
-
-
-def _log_spec(wav: torch.Tensor) -> np.ndarray:
-    window = torch.hann_window(510)
-    spec = torch.stft(wav, 510, 128, window=window, return_complex=True).abs()
-    return (20 * torch.log10(spec + 1e-5)).numpy()
 
 
 def plot_spectrograms(cfg, test_set: Path, runs, conds, work: Path, set_name: str, path: Path) -> None:
@@ -529,7 +529,7 @@ def plot_spectrograms(cfg, test_set: Path, runs, conds, work: Path, set_name: st
             if folder is None or not (folder / rel).is_file():
                 ax.set_title(f"{name}: missing", fontsize="small")
                 continue
-            ax.imshow(_log_spec(read_audio(folder / rel, min_samples=0)), origin="lower", aspect="auto",
+            ax.imshow(decibels(Spectrogram().stft(read_audio(folder / rel, min_samples=0))).numpy(), origin="lower", aspect="auto",
                       vmin=-80, vmax=20, cmap="magma")
             ax.set_title(f"{name}\n{rel.with_suffix('').as_posix()}" if i == 0 else rel.with_suffix("").as_posix(),
                          fontsize="small")

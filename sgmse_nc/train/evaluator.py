@@ -11,13 +11,14 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
 from sgmse_nc.audio import SAMPLE_RATE
+from sgmse_nc.spec import decibels
 
 
 def spectrogram_image(spec: torch.Tensor, floor_db: float = -80.0) -> np.ndarray:
     """An RGB image [F, T, 3] (uint8, low frequencies at the bottom) of a complex spectrogram's dB magnitude."""
     from matplotlib import colormaps
 
-    db = 20 * torch.log10(spec.abs().float().clamp_min(1e-8))
+    db = decibels(spec)
     db = (db - db.max()).clamp_min(floor_db) / -floor_db + 1  # [0, 1]
     rgb = colormaps["magma"](db.flip(0).cpu().numpy())[..., :3]
     return (rgb * 255).astype(np.uint8)

@@ -8,6 +8,7 @@ import soundfile as sf
 
 from sgmse_nc.eval import evaluate
 from sgmse_nc.eval import dnsmos
+from sgmse_nc.eval.metrics import DNSMOS_METRICS
 
 SR = 16000
 
@@ -44,8 +45,31 @@ def test_dnsmos_on_one_file_without_a_clean_folder(tmp_path, speech):
                           "--dnsmos", "--out", str(out)]) == 0
     saved = json.loads((out / "dnsmos.json").read_text())
     enhanced, noisy = saved["systems"][0]["summary"], saved["noisy"]
-    for m in dnsmos.METRICS:
+    for m in DNSMOS_METRICS:
         assert 1.0 <= enhanced["enhanced"][m]["mean"] <= 5.0 and enhanced["enhanced"][m]["n"] == 1
     assert enhanced["enhanced"]["dnsmos_bak"]["mean"] > noisy["enhanced"]["dnsmos_bak"]["mean"]  # less noise
     text = (out / "dnsmos.md").read_text()
     assert "DNSMOS OVRL" in text and text.index("| noisy |") < text.index("| enhanced |")
+
+
+def test_dnsmos_rows_are_reused_while_their_file_is_unchanged(tmp_path, monkeypatch):
+    """The per-file cache (sgmse_nc.eval.rows): a rerun scores only new or touched files; the model is faked."""
+    monkeypatch.setattr(dnsmos, "dnsmos_model", lambda: None)
+    scored = []
+
+    def fake_scores(wav, sample_rate=SR):
+        scored.append(len(wav))
+        return {m: float(len(wav)) / SR for m in DNSMOS_METRICS}
+
+    monkeypatch.setattr(dnsmos, "dnsmos_scores", fake_scores)
+    folder = tmp_path / "enh"
+    folder.mkdir()
+    for name, seconds in [("a", 1.0), ("b", 2.0)]:
+        sf.write(folder / f"{name}.wav", np.zeros(int(seconds * SR), dtype=np.float32), SR)
+    cache = tmp_path / "dnsmos.csv"
+    first = dnsmos.dnsmos_folder(folder, cache, quiet=True)
+    assert scored == [SR, 2 * SR] and list(first["id"]) == ["a", "b"]
+    assert dnsmos.dnsmos_folder(folder, cache, quiet=True).equals(first) and len(scored) == 2  # all reused
+    sf.write(folder / "b.wav", np.zeros(3 * SR, dtype=np.float32), SR)  # replaced: scored again
+    again = dnsmos.dnsmos_folder(folder, cache, quiet=True)
+    assert scored[2:] == [3 * SR] and list(again["dnsmos_ovrl"]) == [1.0, 3.0]

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from sgmse_nc.audio import write_audio
-from sgmse_nc.io import (atomic_path, is_leftover, refuse_other_params, remove_leftovers, temp_name, write_json,
-                         write_text_atomic, write_text_if_changed)
+from sgmse_nc.errors import short_list
+from sgmse_nc.io import (atomic_path, input_holding, is_leftover, refuse_other_params, remove_leftovers, temp_name,
+                         write_json, write_text_atomic, write_text_if_changed)
 
 
 @pytest.fixture
@@ -80,3 +81,17 @@ def test_refuse_other_params(tmp_path):
     marker.write_text("{not json")
     with pytest.raises(ValueError, match="unreadable marker"):
         refuse_other_params(marker, {"seed": 0}, "Fix it.")
+
+
+def test_input_holding_finds_the_input_folder_an_output_lies_in(tmp_path):
+    inputs = {"noisy": tmp_path / "noisy", "reference": None, "clean": tmp_path / "clean"}
+    assert input_holding(tmp_path / "clean" / "sub" / "out", inputs) == ("clean", tmp_path / "clean")
+    assert input_holding(tmp_path / "noisy", inputs) == ("noisy", tmp_path / "noisy")  # the folder itself
+    assert input_holding(tmp_path / "noisy_eval", inputs) is None  # a sibling whose name starts the same
+    assert input_holding(tmp_path / "clean" / ".." / "out", inputs) is None  # resolved before comparing
+
+
+def test_short_list_counts_what_it_leaves_out():
+    assert short_list(["a", "b"]) == "a, b"
+    assert short_list([f"f{i}" for i in range(7)]) == "f0, f1, f2, f3, f4 (+2 more)"
+    assert short_list([1, 2, 3, 4], limit=3) == "1, 2, 3 (+1 more)"

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, read_audio, write_audio
 from sgmse_nc.data.errors import PrepareError
 from sgmse_nc.data.manifest import write_manifest
+from sgmse_nc.errors import short_list
 from sgmse_nc.io import is_leftover, param_differences, read_json, write_json, write_text_if_changed
 
 DONE_MARKER, PROGRESS_MARKER, SKIPPED_LIST = "DONE.json", ".in_progress.json", "skipped.txt"
@@ -159,9 +160,8 @@ def check_destination(dst: Path, marker: dict, expected_files: set[str]) -> None
             continue
         unknown.append(rel.as_posix())
     if unknown:
-        shown = ", ".join(unknown[:5]) + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
         raise PrepareError(f"{dst} holds {len(unknown)} file(s) that are not part of this {marker['dataset']} "
-                           f"preparation: {shown}. Choose an empty --dst, or remove those files.")
+                           f"preparation: {short_list(unknown)}. Choose an empty --dst, or remove those files.")
 
 
 def write_skipped(dst: Path, skipped: list[tuple[PairJob, str]]) -> None:
@@ -242,8 +242,7 @@ def format_summary(summary: dict) -> str:
         for key, counts in entry.items():
             if key != "files" and counts:
                 shown = [f"{k:g} {v}" if isinstance(k, float) else f"{k} {v}" for k, v in counts.items()]
-                more = ", ..." if len(shown) > 12 else ""
-                lines.append(f"        {key.replace('_', ' ')} ({len(counts)}): {', '.join(shown[:12])}{more}")
+                lines.append(f"        {key.replace('_', ' ')} ({len(counts)}): {short_list(shown, 12)}")
     rates = sorted(summary["source_rates"].items())
     lines.append("  source rates: " + ", ".join(f"{rate} Hz {n}" for rate, n in rates))
     lines += [f"  note: {note}" for note in summary.get("notes", [])]
