@@ -87,6 +87,11 @@ class ScoreModel(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)
+        if not torch.isfinite(loss):  # before backward: a NaN never reaches the weights, the EMA or a checkpoint
+            raise FloatingPointError(
+                f"non-finite training loss ({float(loss)}) at step {self.global_step} under precision "
+                f"{self.trainer.precision if self._trainer else 'unknown'}; last.ckpt holds the state before it. "
+                f"Try trainer.precision=32 or bf16-mixed, or a lower model.lr.")
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True,
                  batch_size=batch["x"].shape[0])
         return loss

@@ -76,6 +76,43 @@ def build_tower(cfg: types.SimpleNamespace) -> nn.Module:
     raise ValueError(f"audio tower type {cfg.model_type!r} is not supported (HTSAT or PANN)")
 
 
+MEL_KEY = "logmel_extractor.melW"  # torchlibrosa's filter bank: librosa's mel filters for the tower's rate
+
+
+def mel_filters(cfg: types.SimpleNamespace, sample_rate: int | None = None) -> torch.Tensor:
+    """The [window_size // 2 + 1, mel_bins] filter bank torchlibrosa builds for cfg (at `sample_rate`)."""
+    import warnings
+
+    import librosa
+
+    rate = sample_rate or cfg.sample_rate
+    with warnings.catch_warnings():  # "empty filters" at the low rates check_front_end tries
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(librosa.filters.mel(sr=rate, n_fft=cfg.window_size, n_mels=cfg.mel_bins,
+                                                    fmin=cfg.fmin, fmax=cfg.fmax).T)
+
+
+def check_front_end(state: dict[str, torch.Tensor], cfg: types.SimpleNamespace, path) -> None:
+    """Refuse a tower file whose mel filters were built for another sample rate than cfg's.
+
+    The filter bank has the same shape at every rate (it depends on the window and the mel bins), so a
+    mismatch would load silently: e.g. a LAION-CLAP PANN checkpoint (48 kHz, hop 480) on the PANNs release's
+    32 kHz STFT. The file's filters say which rate it was trained at.
+    """
+    stored = state.get(MEL_KEY)
+    if stored is None or torch.allclose(stored.float(), mel_filters(cfg).float(), atol=1e-6):
+        return
+    rates = [r for r in (16000, 22050, 24000, 32000, 44100, 48000)
+             if torch.allclose(stored.float(), mel_filters(cfg, r).float(), atol=1e-6)]
+    found = (f"its mel filters are those of a {rates[0]} Hz front end" if rates
+             else "its mel filters match no sample rate with the configured window / mel bins / fmin / fmax")
+    hint = (f"set encoder.audio_cfg.sample_rate={rates[0]} encoder.audio_cfg.hop_size={rates[0] // 100}"
+            + (" encoder.min_seconds=10 (a LAION-CLAP checkpoint's fill)" if rates[0] == 48000 else "")
+            if rates else "check encoder.tower and encoder.audio_cfg against the checkpoint")
+    raise WeightsError(f"{path}: {found}, but the encoder is configured for {cfg.sample_rate} Hz "
+                       f"(hop {cfg.hop_size}): its filters would be applied to the wrong frequencies. {hint}.")
+
+
 def clap_projection(tower_dim: int, joint_dim: int = 512) -> nn.Sequential:
     """CLAP's `audio_projection` (Linear, ReLU, Linear): tower features -> the 512-d joint space."""
     return nn.Sequential(nn.Linear(tower_dim, joint_dim), nn.ReLU(), nn.Linear(joint_dim, joint_dim))

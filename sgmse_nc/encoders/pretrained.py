@@ -16,7 +16,15 @@ freeze: true  the tower has no gradients and is not a registered sub-module: it 
 freeze: false the tower is fine-tuned (its weights are then part of every checkpoint). The parameters that
               do not reach the embedding (classifier heads) are frozen, so DDP never sees unused parameters.
 
-The tower always runs in eval mode (no SpecAugment, batch-norm statistics kept), whatever Lightning calls.
+The tower always runs in eval mode (no SpecAugment, batch-norm statistics kept), whatever Lightning calls, and
+in float32 whatever the trainer's precision: its log-mel front end clamps the power at 1e-10, which is 0 in
+float16 (every empty mel cell becomes -inf, then NaN), and bfloat16 moves the embedding away from the one
+enhancement computes in float32. A non-finite embedding is an error, never a cached value.
+
+Resampling to the tower's rate uses a Kaiser-windowed sinc with librosa's `kaiser_best` settings (what the
+PANNs release loaded its audio with; embeddings within cosine 0.99998 of laion-clap's file pipeline, which
+resamples with librosa >= 0.10's soxr, tests/encoders/test_tower_inputs.py): torchaudio's default (Hann, width 6, rolloff 0.99) leaves imaging above
+8 kHz that the log-mel front end (no top_db) reads as -54 to -81 dB instead of the -100 dB floor.
 """
 from __future__ import annotations
 
@@ -31,10 +39,13 @@ from torch import nn
 
 from sgmse_nc.condition import Condition
 from sgmse_nc.encoders.base import Encoder
-from sgmse_nc.encoders.laion import (WeightsError, audio_config, build_tower, clap_projection, file_sha256,
-                                     load_strict, read_weights, split_clap_state)
+from sgmse_nc.encoders.laion import (WeightsError, audio_config, build_tower, check_front_end, clap_projection,
+                                     file_sha256, load_strict, read_weights, split_clap_state)
 
 INPUT_RATE = 16000
+# librosa's `kaiser_best` (resampy) as torchaudio settings: 16 -> 48 / 32 kHz as the towers were fed.
+KAISER_BEST = {"lowpass_filter_width": 64, "rolloff": 0.9475, "resampling_method": "sinc_interp_kaiser",
+               "beta": 14.769656459379492}
 FRAME_REPEAT = 32  # laion-clap's towers interpolate their frame features by repeating each frame 32 times
 # Parameters outside the embedding's graph (clip-wise classifier heads): frozen, or DDP reports them unused.
 HEADS = {"HTSAT": ("head.", "tscam_conv."), "PANN": ("fc_audioset.",)}
@@ -50,6 +61,15 @@ def fill_clip(wav: torch.Tensor, min_samples: int, max_samples: int) -> torch.Te
         wav = wav.repeat(1, min_samples // length)
         return F.pad(wav, (0, min_samples - wav.shape[-1]))
     return wav
+
+
+class EmbeddingError(ValueError):
+    """A pre-trained tower returned a non-finite embedding (the reference holds NaN/inf, or the tower does)."""
+
+
+def resample_to(wav: torch.Tensor, rate: int) -> torch.Tensor:
+    """16 kHz -> the tower's rate with librosa's kaiser_best settings (float32)."""
+    return torchaudio.functional.resample(wav.float(), INPUT_RATE, rate, **KAISER_BEST)
 
 
 class PretrainedAudioEncoder(Encoder):
@@ -82,6 +102,8 @@ class PretrainedAudioEncoder(Encoder):
                                f"downloaded at run time; see the README's pre-trained encoders section).")
         # Read and check the file before building the tower (seconds on a CPU): bad paths fail fast.
         states = self._read(weights, joint_projection) if weights else None
+        if states:
+            check_front_end(states[0], cfg, weights)  # filters for another rate would load silently
         net = build_tower(cfg)
         head = clap_projection(cfg.embed_dim) if joint_projection else None
         if states:
@@ -150,32 +172,51 @@ class PretrainedAudioEncoder(Encoder):
     # ---- forward -----------------------------------------------------------------------------------
     def tower_embedding(self, r_wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[B, L] 16 kHz waveforms -> the tower's embedding [B, 512 (CLAP) or 2048 (PANNs)] and, with tokens,
-        its frames pooled to [B, num_tokens, width]."""
+        its frames pooled to [B, num_tokens, width]. Always float32 (autocast is off inside)."""
         modules = self.tower_modules
-        x = torchaudio.functional.resample(r_wav.float(), INPUT_RATE, self.sample_rate)
-        x = fill_clip(x, self.min_samples, self.max_samples)
-        out = modules[0]({"waveform": x}, device=x.device)
-        z = out["embedding"]
-        if len(modules) > 1:
-            z = F.normalize(modules[1](z), dim=-1)
-        if not self.token_dim:
-            return z, None
-        frames = out["fine_grained_embedding"][:, ::FRAME_REPEAT]  # both towers repeat each frame 32 times
-        return z, F.adaptive_avg_pool1d(frames.transpose(1, 2), self.num_tokens).transpose(1, 2)
+        with torch.autocast(r_wav.device.type, enabled=False):
+            x = fill_clip(resample_to(r_wav, self.sample_rate), self.min_samples, self.max_samples)
+            out = modules[0]({"waveform": x}, device=x.device)
+            z = out["embedding"]
+            if len(modules) > 1:
+                z = F.normalize(modules[1](z), dim=-1)
+            if not self.token_dim:
+                return z, None
+            frames = out["fine_grained_embedding"][:, ::FRAME_REPEAT]  # both towers repeat each frame 32 times
+            return z, F.adaptive_avg_pool1d(frames.transpose(1, 2), self.num_tokens).transpose(1, 2)
+
+    def _check_finite(self, r_wav: torch.Tensor, z: torch.Tensor, frames: torch.Tensor | None, keys=None,
+                      rows=None) -> None:
+        """keys / rows: the content hashes and batch rows of r_wav's rows (a cache miss is a subset)."""
+        bad = ~torch.isfinite(z).all(-1)
+        if frames is not None:
+            bad |= ~torch.isfinite(frames).flatten(1).all(-1)
+        if bad.any():
+            i = int(bad.nonzero()[0])
+            wav_ok = bool(torch.isfinite(r_wav[i]).all())
+            raise EmbeddingError(
+                f"encoder {self.tower_name}: non-finite embedding for reference {rows[i] if rows else i} of the batch "
+                f"({'its waveform is finite' if wav_ok else 'its waveform holds NaN/inf'}"
+                f"{f'; content sha1 {keys[i]}' if keys else ''}); not cached. Check that reference file "
+                f"(a NaN/inf sample) and the weight file {self.weights or '(random init)'}.")
 
     def _cached_embedding(self, r_wav: torch.Tensor):
         keys = [hashlib.sha1(w.numpy().tobytes()).hexdigest() for w in r_wav.detach().float().cpu()]
         missing = list(dict.fromkeys(k for k in keys if k not in self._cache))  # unique, in batch order
         if missing:
+            rows = [keys.index(k) for k in missing]
             with torch.no_grad():
-                z, frames = self.tower_embedding(r_wav[[keys.index(k) for k in missing]])
+                z, frames = self.tower_embedding(r_wav[rows])
+            self._check_finite(r_wav[rows], z, frames, missing, rows)  # a NaN never enters the cache
             self._cache.update((k, (z[i], None if frames is None else frames[i])) for i, k in enumerate(missing))
         for k in keys:
             self._cache.move_to_end(k)  # least recently used go first
         hits = [self._cache[k] for k in keys]
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        return torch.stack([h[0] for h in hits]), (None if hits[0][1] is None else torch.stack([h[1] for h in hits]))
+        with torch.autocast(r_wav.device.type, enabled=False):  # stacking float32 entries under autocast fails
+            return (torch.stack([h[0] for h in hits]),
+                    None if hits[0][1] is None else torch.stack([h[1] for h in hits]))
 
     def forward(self, r: torch.Tensor, r_wav: torch.Tensor):
         if not self.frozen:
@@ -185,6 +226,8 @@ class PretrainedAudioEncoder(Encoder):
         else:
             with torch.no_grad():
                 z, frames = self.tower_embedding(r_wav)
+        if not self.cache_size:
+            self._check_finite(r_wav, z.detach(), None if frames is None else frames.detach())
         z = None if self.proj is None else self.proj(z)
         tokens = None if self.token_proj is None else self.token_proj(frames)
         return z if tokens is None else Condition(embedding=z, tokens=tokens)
@@ -197,14 +240,20 @@ class CLAPEncoder(PretrainedAudioEncoder):
         super().__init__(tower=tower, **kwargs)
 
 
+PANNS_RELEASE = {"sample_rate": 32000, "hop_size": 320}  # Cnn14_mAP=0.431.pth; clips of 1 to 10 s
+
+
 class PANNsEncoder(PretrainedAudioEncoder):
-    """PANNs CNN14 (original release Cnn14_mAP=0.431.pth: 32 kHz, hop 320), clips of 1 to 10 s, 2048-d."""
+    """PANNs CNN14, 2048-d: the original release (Cnn14_mAP=0.431.pth: 32 kHz, hop 320, clips of 1 to 10 s) or,
+    with joint_projection, a LAION-CLAP checkpoint with a PANN audio branch (laion-clap's PANN-14 settings:
+    48 kHz, hop 480, 10 s clips). audio_cfg / min_seconds override those defaults; the file's mel filters
+    must match the rate either way (else a WeightsError names the settings that fit)."""
 
     def __init__(self, tower: str = "PANN-14", joint_projection: bool = False, audio_cfg: dict | None = None,
-                 min_seconds: float = 1.0, **kwargs):
-        audio_cfg = {"sample_rate": 32000, "hop_size": 320, **(audio_cfg or {})}
-        super().__init__(tower=tower, joint_projection=joint_projection, audio_cfg=audio_cfg,
-                         min_seconds=min_seconds, **kwargs)
+                 min_seconds: float | None = None, **kwargs):
+        defaults = ({}, 10.0) if joint_projection else (PANNS_RELEASE, 1.0)
+        super().__init__(tower=tower, joint_projection=joint_projection, audio_cfg={**defaults[0], **(audio_cfg or {})},
+                         min_seconds=defaults[1] if min_seconds is None else min_seconds, **kwargs)
 
 
 def inference_encoder_config(encoder: dict | None, weights=None) -> dict | None:

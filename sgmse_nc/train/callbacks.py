@@ -57,11 +57,13 @@ class LastCheckpoint(Callback):
     def save(self, trainer: pl.Trainer) -> None:
         if trainer.global_step == self._saved_step and self.path.is_file():
             return
+        # weights_only=False: the full state (optimizer, loops, EMA) a resume needs; saying so also keeps
+        # Lightning from warning "`weights_only` was not set" at every save.
         if trainer.is_global_zero:
             with atomic_path(self.path) as tmp:
-                trainer.save_checkpoint(tmp)
+                trainer.save_checkpoint(tmp, weights_only=False)
         else:
-            trainer.save_checkpoint(self.path)  # takes part in the collective; only rank 0 writes
+            trainer.save_checkpoint(self.path, weights_only=False)  # in the collective; only rank 0 writes
         self._saved_step = trainer.global_step
 
     def on_train_start(self, trainer, pl_module):
