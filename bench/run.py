@@ -10,7 +10,8 @@ Sections: `train` (step time and peak memory per backbone x encoder; every conf/
 appears), `sampling` (network time per evaluation, evaluations per utterance for every registered sampler at
 its default N with w = 1 and w = 3, on short and long inputs, and the real-time factor they imply),
 `memory` (peak memory of enhance() vs file length, with enhance()'s default chunking), `folder`
-(enhance_folder on 32 short files, batch 1 vs batched), `ddp` (training throughput of 1 vs 2 CPU
+(enhance_folder on 32 files of mixed lengths, batch 1 vs batched, their outputs' largest difference, and
+the network's time per batch item at both batch sizes), `ddp` (training throughput of 1 vs 2 CPU
 processes), `flops` (counted FLOPs of one NCSN++ forward and the achieved FLOP/s as a fraction of a matmul
 measured in the same run). Timings are medians after a warm-up; comparisons are ratios within this run;
 cpu/wall < threads means other processes took the cores (the figures are then contended). Nothing here is
@@ -115,7 +116,9 @@ def build_model(backbone: str, encoder: str = "none", device="cpu", extra=()):
     """A ScoreModel from the project's configs; token encoders get cross-attention where the backbone
     attends."""
     from sgmse_nc.config import build_model_from_config, compose_config
-    overrides = [f"backbone={backbone}", f"encoder={encoder}", *extra]
+    # paths.*: outside a Hydra run there is no runtime.cwd; the repository root stands in (local weights)
+    overrides = [f"backbone={backbone}", f"encoder={encoder}", f"paths.root_dir={ROOT}",
+                 f"paths.output_dir={ROOT}/outputs/bench", *extra]
     cfg = compose_config(overrides)
     if cfg.encoder.get("token_dim"):
         overrides.append(f"backbone.xattn_resolutions=[{','.join(map(str, cfg.backbone.attn_resolutions))}]")
@@ -182,7 +185,9 @@ def bench_train(s, device):
             try:
                 model = build_model(backbone, encoder, device).train()
             except Exception as err:  # an encoder needing what this machine lacks (e.g. local weights)
-                rows.append({"backbone": backbone, "encoder": encoder, "skipped": f"{type(err).__name__}: {err}"[:120]})
+                while err.__cause__ is not None:  # Hydra wraps it: the root cause names the missing file
+                    err = err.__cause__
+                rows.append({"backbone": backbone, "encoder": encoder, "skipped": f"{type(err).__name__}: {err}"[:160]})
                 continue
             batch = random_batch(model, s["train_batch"], s["train_frames"], device)
             opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -198,14 +203,14 @@ def bench_train(s, device):
 
 
 def _sampler_models(backbone, device):
-    """One conditional model per SDE the registered samplers need (encoder cnn, so w = 3 means something)."""
+    """One conditional model per SDE the registered samplers need (encoder cnn, so w = 3 means something).
+    The SDE and sampler are always named: the configs' defaults (the demo's) may pair another SDE."""
     from sgmse_nc.diffusion.sampling import SAMPLERS
     models = {}
     for name, sampler in SAMPLERS.items():
         sde = "ouve" if sampler.sdes is None or "ouve" in sampler.sdes else sampler.sdes[0]
-        if sde not in models:
-            extra = [] if sde == "ouve" else [f"sde={sde}", f"sampler={name}", "model.loss_type=data_prediction"]
-            models[sde] = build_model(backbone, "cnn", device, extra).eval()
+        if sde not in models:  # conf/sde/<sde>.yaml brings its loss; conf/sampler/<name>.yaml exists per sampler
+            models[sde] = build_model(backbone, "cnn", device, [f"sde={sde}", f"sampler={name}"]).eval()
         yield name, sampler, models[sde]
 
 
@@ -221,10 +226,11 @@ def bench_sampling(s, device):
             for w in (1.0, 3.0):
                 counter = CountCalls(model.dnn)
                 start = time.perf_counter()
-                enhance(model, noisy, ref, batch_size=1, guidance_scale=w, name=name)
+                N = s.get("sampling_N") or sampler.default_N  # smoke: fewer steps, the same code
+                enhance(model, noisy, ref, batch_size=1, guidance_scale=w, name=name, N=N)
                 wall = time.perf_counter() - start
                 counter.handle.remove()
-                row = {"sampler": name, "N": sampler.default_N, "w": w, "seconds": seconds,
+                row = {"sampler": name, "N": N, "w": w, "seconds": seconds,
                        "evaluations": counter.calls, "rows_per_evaluation": counter.rows / counter.calls,
                        f"rtf_{s['sampling_backbone']}": wall / seconds}
                 for backbone in s["rtf_backbones"]:
@@ -270,32 +276,64 @@ def _save_checkpoint(model, path: Path):
     trainer.save_checkpoint(str(path))
 
 
+def _network_seconds_per_item(model, batch: int, frames: int, device, repeats: int) -> float:
+    """CPU (or GPU wall) seconds of one network evaluation per batch item, at this batch size and length."""
+    b = random_batch(model, batch, frames, device)
+    cond = model.encode(b["r"], b["r_wav"])
+    t = torch.full((batch,), 0.5, device=device)
+    with torch.no_grad():
+        model(b["x"], b["y"], t, cond)  # warm-up
+        _sync(device)
+        start = time.process_time() if device == "cpu" else time.perf_counter()
+        for _ in range(repeats):
+            model(b["x"], b["y"], t, cond)
+        _sync(device)
+        spent = (time.process_time() if device == "cpu" else time.perf_counter()) - start
+    return spent / repeats / batch
+
+
 def bench_folder(s, device):
-    """enhance_folder on 32 short files: one at a time vs batched (the same files, fresh output folders)."""
+    """enhance_folder on a folder of mixed-length files: batch 1 vs batched (the same files, fresh output
+    folders, interleaved), the largest output difference in int16 steps, and why: the network's time per batch
+    item at batch 1 vs batched, for a short and a long file."""
+    import soundfile as sf
+
     from sgmse_nc.audio import write_audio
     from sgmse_nc.enhance.folder import EnhanceOptions, enhance_folder
+    batch = s["folder_batch"]
+    lengths = [s["folder_seconds"][i % len(s["folder_seconds"])] for i in range(s["folder_files"])]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ckpt = tmp / "model.ckpt"
-        _save_checkpoint(build_model(s["sampling_backbone"], "cnn"), ckpt)
+        model = build_model(s["sampling_backbone"], "cnn")
+        _save_checkpoint(model, ckpt)
         g = torch.Generator().manual_seed(0)
         for sub in ("noisy", "ref"):
             (tmp / sub).mkdir()
-            for i in range(s["folder_files"]):
-                write_audio(tmp / sub / f"f{i:02d}.wav", 0.1 * torch.randn(int(s["folder_seconds"] * SAMPLE_RATE),
-                                                                           generator=g), SAMPLE_RATE)
+            for i, seconds in enumerate(lengths):
+                write_audio(tmp / sub / f"f{i:02d}.wav", 0.1 * torch.randn(int(seconds * SAMPLE_RATE), generator=g),
+                            SAMPLE_RATE)
         times = {}
-        for rnd, batch_size in enumerate([1, s["folder_batch"], 1, s["folder_batch"]]):
+        for rnd, batch_size in enumerate([1, batch, 1, batch][: 2 * s["folder_rounds"]]):
             start = time.perf_counter()
             enhance_folder(ckpt, tmp / "noisy", tmp / f"out{rnd}", EnhanceOptions(
                 device=device, batch_size=batch_size, sampler={"N": s["folder_N"]}), ref_dir=tmp / "ref")
             times.setdefault(batch_size, []).append(time.perf_counter() - start)
-        one, batched = min(times[1]), min(times[s["folder_batch"]])
-        rows.append({"files": s["folder_files"], "seconds_each": s["folder_seconds"], "N": s["folder_N"],
-                     "batch1_s": one, f"batch{s['folder_batch']}_s": batched,
-                     "files_per_s_batch1": s["folder_files"] / one,
-                     "files_per_s_batched": s["folder_files"] / batched, "speedup": one / batched})
+        lsb = max(int(abs(sf.read(tmp / "out0" / f.name, dtype="int16")[0].astype(int)
+                          - sf.read(tmp / "out1" / f.name, dtype="int16")[0].astype(int)).max())
+                  for f in (tmp / "noisy").iterdir())
+        one, batched = min(times[1]), min(times[batch])
+        row = {"files": s["folder_files"], "seconds": "/".join(f"{x:g}" for x in s["folder_seconds"]),
+               "N": s["folder_N"], "batch1_s": one, f"batch{batch}_s": batched,
+               "files_per_s_batch1": s["folder_files"] / one, "files_per_s_batched": s["folder_files"] / batched,
+               "speedup": one / batched, "max_int16_diff": lsb}
+        model = model.to(device).eval()
+        for seconds in (min(s["folder_seconds"]), max(s["folder_seconds"])):
+            frames = -(-(int(seconds * SAMPLE_RATE) // 128 + 1) // 64) * 64
+            per_item = {b: _network_seconds_per_item(model, b, frames, device, s["repeats"]) for b in (1, batch)}
+            row[f"net_per_item_b{batch}_vs_b1_{frames}f"] = per_item[batch] / per_item[1]
+        rows.append(row)
     return rows
 
 
@@ -356,16 +394,19 @@ SIZES = {
     "quick": dict(flops_backbones=["ncsnpp_small"], flops_frames=64, backbones=["ncsnpp_tiny"], train_batch=2,
                   train_frames=64, repeats=2, sampling_backbone="ncsnpp_tiny", sampling_seconds=[1.0],
                   rtf_backbones=["ncsnpp_tiny"], rtf_max_seconds=1.0, memory_seconds=[1, 4, 15],
-                  folder_files=8, folder_seconds=1.0, folder_batch=4, folder_N=2, ddp_steps=2),
+                  folder_files=8, folder_seconds=[0.6, 1.0, 1.6, 2.1], folder_batch=4, folder_N=2, folder_rounds=2,
+                  ddp_steps=2),
     "default": dict(flops_backbones=["ncsnpp"], flops_frames=256, backbones=["ncsnpp_tiny", "ncsnpp_small"],
                     train_batch=2, train_frames=256, repeats=3, sampling_backbone="ncsnpp_tiny",
                     sampling_seconds=[4.0, 60.0], rtf_backbones=["ncsnpp_tiny", "ncsnpp"], rtf_max_seconds=4.0,
-                    memory_seconds=[1, 4, 15, 30, 60], folder_files=32, folder_seconds=2.0, folder_batch=8,
-                    folder_N=10, ddp_steps=3),
+                    memory_seconds=[1, 4, 15, 30, 60], folder_files=32,
+                    folder_seconds=[1.0, 1.6, 2.1, 2.5, 3.2, 4.0, 5.5, 8.0], folder_batch=4, folder_N=5,
+                    folder_rounds=2, ddp_steps=3),
 }
 SIZES["full"] = {**SIZES["default"], "backbones": ["ncsnpp_tiny", "ncsnpp_small", "ncsnpp"]}
 SIZES["smoke"] = {**SIZES["quick"], "flops_backbones": ["ncsnpp_tiny"], "train_frames": 32, "repeats": 1,
-                  "memory_seconds": [1], "folder_files": 2, "folder_batch": 2, "ddp_steps": 1}
+                  "memory_seconds": [1], "folder_files": 3, "folder_seconds": [0.6, 1.0], "folder_batch": 2,
+                  "folder_rounds": 1, "sampling_N": 2, "ddp_steps": 1}
 
 
 def _print_table(title: str, rows: list[dict]):

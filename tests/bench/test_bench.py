@@ -15,17 +15,63 @@ def load_bench():
     return module
 
 
-@pytest.mark.slow  # ~15 s of CPU, more on a shared machine
-def test_bench_smoke_writes_every_requested_section(tmp_path):
+def run_section(tmp_path, section: str) -> tuple[object, list[dict]]:
+    """One section of bench/run.py at its smallest size (--smoke), as `make bench` runs it; its rows."""
     bench = load_bench()
     out = tmp_path / "bench.json"
-    bench.main(["--smoke", "--only", "flops", "train", "--out", str(out)])
+    bench.main(["--smoke", "--only", section, "--out", str(out)])
     results = json.loads(out.read_text())
-    assert {"info", "flops", "train"} <= set(results) and "sampling" not in results
-    assert results["flops"][0]["gflop"] > 0 and results["flops"][0]["fraction_of_matmul"] > 0
-    # every encoder config shows up (data-driven), each with a time and a memory figure or a reason
-    assert [r["encoder"] for r in results["train"]] == bench.encoder_names()
-    assert all(r.get("step_s", 0) > 0 or r.get("skipped") for r in results["train"])
+    assert set(results) == {"info", section}
+    return bench, results[section]
+
+
+def test_bench_flops(tmp_path):
+    _, [row] = run_section(tmp_path, "flops")
+    assert row["gflop"] > 0 and row["fraction_of_matmul"] > 0
+
+
+def test_bench_sampling_runs_every_registered_sampler(tmp_path):
+    """Each sampler on a model of an SDE it is defined for (the default config's SDE may be another)."""
+    from sgmse_nc.diffusion.sampling import SAMPLERS
+    _, rows = run_section(tmp_path, "sampling")
+    assert [(r["sampler"], r["w"]) for r in rows] == [(name, w) for name in SAMPLERS for w in (1.0, 3.0)]
+    assert all(r["evaluations"] > 0 and r["rtf_ncsnpp_tiny"] > 0 for r in rows)
+    assert {r["rows_per_evaluation"] for r in rows if r["w"] == 3.0} == {2}  # conditional + null rows
+
+
+def test_bench_folder_compares_batched_with_single(tmp_path):
+    _, [row] = run_section(tmp_path, "folder")
+    assert row["files_per_s_batch1"] > 0 and row["files_per_s_batched"] > 0
+    assert row["max_int16_diff"] <= 1  # batching changes float kernels' rounding, never the results
+    assert all(v > 0 for k, v in row.items() if k.startswith("net_per_item"))
+
+
+def test_bench_train_lists_every_encoder(tmp_path):
+    bench, rows = run_section(tmp_path, "train")
+    # every encoder config shows up (data-driven), each with a time and a memory figure or the reason it is
+    # skipped (here: the pre-trained towers' weight files, which are never downloaded)
+    assert [r["encoder"] for r in rows] == bench.encoder_names()
+    assert all(r.get("step_s", 0) > 0 or "weights not found" in r["skipped"] for r in rows)
+
+
+def test_bench_memory(tmp_path):
+    _, [row] = run_section(tmp_path, "memory")
+    assert row["seconds"] == 1 and (row["peak_mib"] is None or row["peak_mib"] >= 0)
+
+
+def test_bench_ddp_trains_with_two_processes(tmp_path):
+    """As a command: the spawned workers import bench/run.py by its path, which a test's loaded copy lacks."""
+    import subprocess
+    import sys
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, str(BENCH), "--smoke", "--only", "ddp", "--out", str(out)], check=True,
+                   cwd=REPO_ROOT, timeout=600)
+    rows = json.loads(out.read_text())["ddp"]
+    assert [r["processes"] for r in rows] == [1, 2] and all(r["samples_per_s"] > 0 for r in rows)
+
+
+def test_every_section_has_a_test():
+    assert set(load_bench().SECTIONS) == {name.split("_")[2] for name in globals() if name.startswith("test_bench_")}
 
 
 def test_peak_memory_sees_a_large_allocation():
