@@ -4,9 +4,10 @@
     nice -n 10 python bench/ncsnpp_vs_reference.py /tmp/sgmse_ref
     python bench/ncsnpp_vs_reference.py /tmp/sgmse_ref --train-shape 2 256 --forward-shape 1 512 --repeats 5
 
-Prints: the largest output difference (relative to the output's peak), interleaved medians of the
+Prints: the largest output difference (relative to the output's peak), the weight gradients' difference of
+one training step (relative L2 and largest, against the reference's), interleaved medians of the
 forward (no grad) and of a training step (forward + loss + backward) with the ratio ours/reference,
-(--nhwc: also ours with channels_last=True, NHWC feature maps), the activation
+(--nhwc: also ours with channels_last=True, NHWC feature maps) in wall and in CPU time, the activation
 memory autograd keeps for backward (exact, independent of load), each peak RSS
 measured in a fresh process per implementation (ours/reference), the counted FLOPs of
 one forward (torch.utils.flop_counter) and the achieved FLOP/s against a matmul timed in the same
@@ -96,6 +97,24 @@ def forward_flops(net, batch: int, frames: int) -> int:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(x_t, y, t)
     return counter.get_total_flops()
+
+
+def gradient_differences(nets: dict, batch: int, frames: int) -> dict:
+    """{label: (relative L2, max |Δ| / max |reference|)} of all weight gradients of one training step's loss
+    against the reference's (same weights, same inputs)."""
+    x_t, y, t = inputs(batch, frames, seed=2)
+    grads = {}
+    for name, net in nets.items():
+        net.train(True)
+        loss = torch.view_as_real(call(net, name, x_t, y, t)).pow(2).mean()
+        loss.backward()
+        grads[name] = torch.cat([torch.zeros(p.numel()) if p.grad is None else p.grad.flatten()  # unused: 0
+                                 for _, p in sorted(net.named_parameters(), key=lambda item: item[0])])
+        net.zero_grad(set_to_none=True)
+    ref = grads["reference"]
+    return {("" if name == "ours" else " " + name.removeprefix("ours ")):
+            (((g - ref).norm() / ref.norm()).item(), ((g - ref).abs().max() / ref.abs().max()).item())
+            for name, g in grads.items() if name != "reference"}
 
 
 KINDS = ("3x3 conv", "FIR resampling", "1x1 conv / matmul", "GroupNorm", "activation", "attention",
@@ -260,11 +279,17 @@ def main():
             rel = ((call(nets["ours NHWC"], "ours NHWC", x_t, y, t) - b).abs().max() / b.abs().max()).item()
         print(f"outputs NHWC: max |ours NHWC - reference| / max |reference| = {rel:.2e}")
 
-    rows = []
+    for label, diff in gradient_differences(nets, *args.train_shape).items():
+        print(f"gradients{label}: relative L2 of every weight's gradient vs the reference's {diff[0]:.2e}, "
+              f"max |Δ| / max |reference| {diff[1]:.2e} (training step {args.train_shape[0]}x256x"
+              f"{args.train_shape[1]})")
+
+    rows, cpu_rows = [], []
     for mode, (batch, frames), train in (("forward", args.forward_shape, False),
                                          ("train step", args.train_shape, True)):
         x_t, y, t = inputs(batch, frames)
         times = {name: [] for name in nets}
+        cpu_times = {name: [] for name in nets}
         cpu = wall = 0.0
         for rnd in range(args.repeats + 1):  # round 0 warms up; the order alternates every round
             order = list(nets) if rnd % 2 else list(nets)[::-1]
@@ -273,10 +298,14 @@ def main():
                 w, c = timed(lambda: step(nets[name], name, x_t, y, t, train))
                 if rnd:
                     times[name].append(w)
+                    cpu_times[name].append(c)
                     wall, cpu = wall + w, cpu + c
         med = {name: statistics.median(v) for name, v in times.items()}
+        cpu_med = {name: statistics.median(v) for name, v in cpu_times.items()}
         rows.append((f"{mode} {batch}x256x{frames}", med["ours"], med["reference"], cpu / wall,
                      med.get("ours NHWC")))
+        cpu_rows.append((f"{mode} {batch}x256x{frames}", cpu_med["ours"], cpu_med["reference"],
+                         cpu_med.get("ours NHWC")))
 
     matmul = matmul_flops_per_s()
     flops = forward_flops(ours, *args.forward_shape)
@@ -288,6 +317,11 @@ def main():
     for label, o, r, load, nhwc in rows:
         print(f"{label:24s} {o:9.2f} {r:9.2f} {o / r:9.3f} {load:9.2f}"
               + (f" {nhwc:9.2f} {nhwc / r:9.3f}" if nhwc else ""))
+    print(f"\nCPU time (process_time; less sensitive to other processes than wall time)\n"
+          f"{'':24s} {'ours s':>9s} {'ref s':>9s} {'ours/ref':>9s}" + (f" {'NHWC s':>9s} {'NHWC/ref':>9s}" if args.nhwc
+                                                                      else ""))
+    for label, o, r, nhwc in cpu_rows:
+        print(f"{label:24s} {o:9.2f} {r:9.2f} {o / r:9.3f}" + (f" {nhwc:9.2f} {nhwc / r:9.3f}" if nhwc else ""))
     x_t, y, t = inputs(*args.train_shape)
     saved = {name: saved_for_backward_mib(net, name, x_t, y, t) for name, net in nets.items()}
     print(f"\nsaved for backward, train step {args.train_shape[0]}x256x{args.train_shape[1]}: activations ours "
