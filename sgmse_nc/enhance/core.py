@@ -113,9 +113,9 @@ class Unit:
 
 
 def default_batch_size(device) -> int:
-    """Chunks enhanced together when the user does not say: 1 on a CPU, where batching is slower (bench/run.py
-    --only folder: 32 two-second files ran at 0.88x the batch-1 throughput at batch 8, with 1 or 2 threads),
-    4 on accelerators."""
+    """Chunks enhanced together when the user does not say: 1 on a CPU, where batching does not pay (a
+    network evaluation costs more CPU time per item at batch 4 than at 1: 1.06-1.49x from 128 to 512 frames;
+    bench/run.py --only folder, README), 4 on accelerators."""
     return 1 if torch.device(device).type == "cpu" else 4
 
 

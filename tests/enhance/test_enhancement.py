@@ -87,3 +87,26 @@ def test_enhance_folder_resamples_and_returns_the_input_rate(tmp_path, monkeypat
     edge = 200  # the resampling filters' transients at the ends
     error = (back - read_audio(noisy / "low.wav", 8000))[edge:-edge]
     assert error.abs().max() < 0.01 * low.abs().max()
+
+
+def test_batch_plan_never_pads_an_item_beyond_its_own_need():
+    """Mixed lengths are bucketed by padded length: every item of a batch needs exactly the batch's frames,
+    and a bucket fills whole batches (only its last may be short)."""
+    import random
+
+    from sgmse_nc.enhance.core import Plan, chunk_samples
+
+    rng = random.Random(0)
+    lengths = [rng.randrange(600, 16000 * 45) for _ in range(60)]
+    plan = Plan.make(lengths, [0] * len(lengths), *chunk_samples(20.0, 16000, 0.5), batch_size=4, hop=128,
+                     multiple=64)
+    need = lambda u: -(-((u.stop - u.start) // 128 + 1) // 64) * 64  # noqa: E731
+    per_frames = {}
+    for batch in plan.batches:
+        assert 1 <= len(batch) <= 4 and {u.frames for u in batch} == {need(u) for u in batch}
+        assert len({u.frames for u in batch}) == 1
+        per_frames.setdefault(batch[0].frames, []).append(len(batch))
+    for sizes in per_frames.values():
+        assert all(size == 4 for size in sizes[:-1])
+    units = [(u.stream, u.start) for batch in plan.batches for u in batch]
+    assert len(units) == len(set(units)) == sum(plan.units_of(s) for s in range(len(lengths)))
