@@ -161,3 +161,14 @@ def test_nhwc_precision_compares_every_call_on_a_checkpoint(tmp_path):
         [row] = module.main(["--ckpt", str(ckpt), "--data", str(tmp_path), "--N", "3", *extra])
         assert row["calls"] == 3 and 0 < row["max_rel_diff"] < 1e-4  # NHWC kernels round differently, a little
     assert torch.nn.functional.group_norm is group_norm  # the NCHW GroupNorm patch is undone
+
+
+def test_groupnorm_nhwc_variants_are_precise_where_they_claim():
+    """The exact NHWC variants match a float64 GroupNorm at NCHW's precision; NHWC native is the imprecise one."""
+    spec = importlib.util.spec_from_file_location("groupnorm_nhwc", BENCH.parent / "groupnorm_nhwc.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = {r["variant"]: r for r in module.main(["--shape", "1", "64", "32", "32", "--repeats", "1"])}
+    assert set(rows) == {"nchw native", "nhwc native", "nhwc var_mean", "nhwc shifted"}
+    assert rows["nchw native"]["rel_error"] < 1e-6 and rows["nhwc var_mean"]["rel_error"] < 1e-6
+    assert all(r["cpu_ms"] >= 0 for r in rows.values())
