@@ -48,6 +48,28 @@ class RandomnessProbe(pl.Callback):
             f.write(json.dumps(line) + "\n")
 
 
+class FirstBatchesProbe(pl.Callback):
+    """Saves (torch.save to `path`) the backbone's weights at the start of training, the first `count`
+    training batches, and the diffusion times the score network saw in them."""
+
+    def __init__(self, path: str, count: int = 4):
+        self.path, self.count = Path(path), count
+        self.batches, self.t = [], []
+
+    def on_train_start(self, trainer, pl_module):
+        self.backbone = {k: v.detach().clone() for k, v in pl_module.dnn.state_dict().items()}
+        self.hook = pl_module.dnn.register_forward_pre_hook(
+            lambda module, args: self.t.append(args[2].detach().clone()) if module.training else None)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if len(self.batches) < self.count:
+            self.batches.append({k: v.detach().clone() for k, v in batch.items() if torch.is_tensor(v)})
+
+    def on_train_end(self, trainer, pl_module):
+        self.hook.remove()
+        torch.save({"backbone": self.backbone, "batches": self.batches, "t": self.t[:self.count]}, self.path)
+
+
 class EchoModel(pl.LightningModule):
     """A deterministic stand-in "enhancer" (x_hat = 0.7 y) for scoring tests: no sampler randomness."""
 

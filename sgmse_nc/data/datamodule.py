@@ -17,6 +17,8 @@ import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from sgmse_nc.data.sampling import EpochShuffle
+
 
 def whole_utterances(dataset: Dataset, count: int) -> Dataset:
     """The first `count` items of `dataset`, uncropped (datasets expose `num_frames`; None means whole)."""
@@ -76,8 +78,9 @@ class ReferenceCountsLogger(pl.Callback):
 class SpeechDataModule(pl.LightningDataModule):
     def __init__(self, train: Dataset | None = None, valid: Dataset | None = None, test: Dataset | None = None,
                  batch_size: int = 8, num_workers: int = 4, num_eval_files: int = 20, pin_memory: bool | None = None,
-                 persistent_workers: bool = True):
+                 persistent_workers: bool = True, seed: int = 0):
         super().__init__()
+        self.seed = seed  # the training order and every training example's draws (sgmse_nc.data.sampling)
         self.train_set, self.valid_set, self.test_set = train, valid, test
         self.batch_size, self.num_workers, self.num_eval_files = batch_size, num_workers, num_eval_files
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
@@ -94,7 +97,9 @@ class SpeechDataModule(pl.LightningDataModule):
         return batch
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, sampler=None) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+        if shuffle:  # seeded order and per-example draws: runs with the same seed see the same examples
+            sampler = EpochShuffle(len(dataset), self.seed)
+        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers,
                           pin_memory=self.pin_memory, persistent_workers=self.persistent_workers,
                           drop_last=shuffle and len(dataset) >= batch_size, sampler=sampler)
 

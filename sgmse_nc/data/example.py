@@ -17,11 +17,6 @@ import torch
 from sgmse_nc.spec import Spectrogram, peak_normalise
 
 
-def train_rng() -> np.random.Generator:
-    """A generator seeded from torch's RNG: differs per worker and epoch, reproducible from the run seed."""
-    return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-
-
 def crop_start(length: int, crop: int, rng: np.random.Generator | None) -> int:
     """Random start (rng given) or the centred one (rng None, deterministic evaluation)."""
     if length <= crop:

@@ -12,9 +12,10 @@ the mixed stretch when the recording is long enough) or a stretch of another cli
 stretch of another recording of the class; an example with no honest reference is an error or gets the null
 condition (`on_failure`), counted in the batch (`ref_rejected_copy`, `ref_null`).
 
-Training (`train: true`) draws everything from `example.train_rng()` (different per worker and epoch,
-reproducible from the run seed); valid/test draw from a generator seeded by (seed, index), so the same
-index always gives the same example.
+Training (`train: true`) draws from the example's own generators (`sampling.example_draws`: the speech
+crop, the noise, the SNR and the augmentation each from its own stream, seeded by the run seed, epoch and
+position), so runs with the same seed see the same examples; valid/test draw from a generator seeded by
+(seed, index), so the same index always gives the same example.
 """
 from __future__ import annotations
 
@@ -28,12 +29,13 @@ from torch.utils.data import Dataset
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, rms
 from sgmse_nc.data.augment import NoiseAugment
-from sgmse_nc.data.example import fit_length, make_example, train_rng
+from sgmse_nc.data.example import fit_length, make_example
 from sgmse_nc.data.honesty import DEFAULT_THRESHOLD, ReferencePolicy, pair_candidates
 from sgmse_nc.data.levels import SILENT_RMS, mix_at_snr
 from sgmse_nc.data.manifest import speech_id
 from sgmse_nc.data.noise_pool import AudioPool, PoolSource
 from sgmse_nc.data.references import STRETCHES
+from sgmse_nc.data.sampling import example_draws, same_draws
 from sgmse_nc.spec import Spectrogram
 
 def build_pools(noise_dirs, sample_rate: int = SAMPLE_RATE) -> tuple[list[AudioPool], list[float]]:
@@ -109,27 +111,27 @@ class MixingDataset(Dataset):
                          f"cropped). Remove the file from the speech folder.")
 
     def __getitem__(self, index: int) -> dict:
-        rng = train_rng() if self.train else np.random.default_rng([self.seed, index])
+        draws = example_draws(index) if self.train else same_draws(np.random.default_rng([self.seed, index]))
         i = index % len(self.speech)
         length = None if self.num_frames is None else self.spec.num_samples(self.num_frames)
-        clean = self.read_speech(i, length, rng)
+        clean = self.read_speech(i, length, draws.speech)
         source = self.noise
         if self.augment is not None:
-            source = self.augment.source(self.noise, rng, self.speech, exclude=i)
+            source = self.augment.source(self.noise, draws.augment, self.speech, exclude=i)
         length = clean.shape[-1]
         drawn = []
 
         def draw(source=source):
-            drawn.append(source.draw(length, self.ref_len, rng))
+            drawn.append(source.draw(length, self.ref_len, draws.noise))
             return drawn[-1]
         fallback = None if self.other_recording is None else lambda: draw(self.other_recording)
         choice = self.policy.choose(None, pair_candidates(draw, STRETCHES, fallback), self.ref_len,
                                     f"example {index} (speech {self.speech.files[i].path})",
                                     fix="Use longer noise recordings, more recordings per class (reference: same_class)")
         pair = choice.payload if choice.payload is not None else drawn[-1]
-        snr = float(rng.uniform(*self.snr_range))
+        snr = float(draws.snr.uniform(*self.snr_range))
         mix = mix_at_snr(clean, pair.noise, choice.reference, snr, self.sample_rate, self.snr_over_active)
         example = make_example(mix.clean, mix.noisy, mix.reference, self.spec)
         example.update(choice.batch_fields())
-        example["id"] = f"{speech_id(self.speech.files[i].name)}_{index:06d}"
+        example["id"] = f"{speech_id(self.speech.files[i].name)}_{int(index):06d}"
         return example

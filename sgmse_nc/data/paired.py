@@ -3,8 +3,8 @@
 The noise reference is a stretch of `ref_seconds` chosen by the `reference` strategy (sgmse_nc.data.references:
 noise_ref_dir by default, same_noise_type, from_noisy_pauses, none, oracle_same_utterance) and checked by the
 reference policy (sgmse_nc.data.honesty): never overlapping, never a near-copy of the mixed noise.
-Training draws crops and stretches at random (from torch's RNG, which Lightning seeds and DataLoader workers
-split); valid/test are deterministic (`seed` + item index).
+Training draws crops and stretches at random (the example's own generators, sgmse_nc.data.sampling: the same
+seed gives the same crops in every run); valid/test are deterministic (`seed` + item index).
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import Dataset
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, list_audio, read_audio
-from sgmse_nc.data.example import crop_start, fit_length, make_example, train_rng
+from sgmse_nc.data.example import crop_start, fit_length, make_example
+from sgmse_nc.data.sampling import example_draws
 from sgmse_nc.data.honesty import DEFAULT_THRESHOLD, Choice, ReferencePolicy
 from sgmse_nc.data.references import build_reference
 from sgmse_nc.errors import short_list
@@ -104,13 +105,13 @@ class PairedFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         clean, noisy = self.load_pair(index)
-        rng = train_rng() if self.train else None
+        draws = example_draws(index) if self.train else None
         if self.num_frames is None:  # whole utterance (enhancement metrics during validation)
             start, length = 0, clean.shape[-1]
         else:
             length = self.spec.num_samples(self.num_frames)
-            start = crop_start(clean.shape[-1], length, rng)
-        choice = self.reference(index, noisy, clean, start, length, rng)
+            start = crop_start(clean.shape[-1], length, draws and draws.speech)
+        choice = self.reference(index, noisy, clean, start, length, draws and draws.noise)
         clean = fit_length(clean[start:start + length], length)
         noisy = fit_length(noisy[start:start + length], length)
         example = make_example(clean, noisy, choice.reference, self.spec)

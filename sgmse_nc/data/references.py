@@ -13,7 +13,8 @@ Each is a config value (`reference:`) used the same way in training, validation,
 
 A strategy proposes candidates, best first (another stretch, then another recording of the class); the
 reference policy (sgmse_nc.data.honesty) takes the first that neither overlaps the mixed noise nor is a
-near-copy of it, and never falls back silently. `rng` is the training generator (`example.train_rng`);
+near-copy of it, and never falls back silently. `rng` is the training example's noise generator
+(`sampling.example_draws`);
 in evaluation it is None and choices come from `numpy.random.default_rng((seed, index))`.
 """
 from __future__ import annotations

@@ -18,6 +18,7 @@ from sgmse_nc.encoders import build_encoder
 from sgmse_nc.encoders.pretrained import inference_encoder_config
 from sgmse_nc.diffusion.sampling import check_sampler, guided_score, sample, sampler_settings
 from sgmse_nc.diffusion.sde import build_sde, data_prediction_loss, score_matching_loss
+from sgmse_nc.seeds import seeded_stream, stream_generator
 from sgmse_nc.spec import Spectrogram, pad_frames
 
 LOSS_TYPES = {"score_matching": "score", "data_prediction": "data"}  # SGMSE+'s names -> what the net predicts
@@ -31,14 +32,20 @@ class ScoreModel(pl.LightningModule):
     def __init__(self, backbone: dict, encoder: dict | None = None, sde: dict | None = None,
                  spec: dict | None = None, sampler: dict | None = None, lr: float = 1e-4,
                  ema_decay: float = 0.999, cond_drop_prob: float = 0.0, guidance_scale: float = 1.0,
-                 loss_type: str = "score_matching", l1_weight: float = 1e-3):
+                 loss_type: str = "score_matching", l1_weight: float = 1e-3, init_seed: int | None = None):
         super().__init__()
         # Plain containers (Hydra passes DictConfigs): checkpoints then load with torch's weights_only=True.
         backbone, encoder, sde, spec, sampler = (_plain(c) for c in (backbone, encoder, sde, spec, sampler))
         self.save_hyperparameters()
-        self.encoder = build_encoder(**(encoder or {"name": "none"}))
-        # `dnn` mirrors SGMSE+'s attribute name, so its checkpoints' `dnn.*` keys map one to one.
-        self.dnn = instantiate(backbone, cond_dim=self.encoder.embed_dim, token_dim=self.encoder.token_dim)
+        # Matched runs: the backbone's initial weights come from its own stream, so rows that share a seed
+        # start from the same backbone whatever their encoder (conditioning layers are built after the
+        # shared ones, see NCSNpp). init_seed None: a seed drawn from torch's global generator.
+        init_seed = int(torch.randint(0, 2**62, ())) if init_seed is None else init_seed
+        with seeded_stream(init_seed, "encoder"):
+            self.encoder = build_encoder(**(encoder or {"name": "none"}))
+        with seeded_stream(init_seed, "backbone"):
+            # `dnn` mirrors SGMSE+'s attribute name, so its checkpoints' `dnn.*` keys map one to one.
+            self.dnn = instantiate(backbone, cond_dim=self.encoder.embed_dim, token_dim=self.encoder.token_dim)
         if loss_type not in LOSS_TYPES:
             raise ValueError(f"model.loss_type={loss_type!r}: choose one of {sorted(LOSS_TYPES)}.")
         self.sde = build_sde(**(sde or {}))
@@ -50,6 +57,7 @@ class ScoreModel(pl.LightningModule):
         self.lr, self.cond_drop_prob, self.guidance_scale = lr, cond_drop_prob, guidance_scale
         self.ema = ParameterEMA(self, ema_decay)
         self._ema_swap = None
+        self._streams: dict[str, torch.Generator] = {}  # training's named generators (seed_streams)
 
     # ---- the score ------------------------------------------------------------------------------------
     def forward(self, x_t, y, t, cond=None):
@@ -76,11 +84,22 @@ class ScoreModel(pl.LightningModule):
         return getattr(self.dnn, "time_multiple", 64)
 
     # ---- training ---------------------------------------------------------------------------------------
+    def seed_streams(self, seed: int, rank: int = 0, step: int = 0) -> None:
+        """Give training its own named generators for diffusion (times, noise) and condition dropout, from
+        (seed, rank, step): a row with dropout draws no fewer diffusion numbers than a row without."""
+        self._streams = {name: stream_generator(seed, name, rank, step, device=self.device)
+                         for name in ("diffusion", "dropout")}
+
+    def _stream(self, name: str) -> torch.Generator | None:
+        """The named generator in training (None, torch's global one, in validation or before seed_streams)."""
+        return self._streams.get(name) if self.training else None
+
     def _loss(self, batch) -> torch.Tensor:
         x, y = batch["x"], batch["y"]
-        z = drop_condition(self.encode_batch(batch), self.cond_drop_prob if self.training else 0.0)
-        t = self.sde.sample_time(x.shape[0], x.device)
-        x_t, noise, std = self.sde.perturb(x, y, t)
+        z = drop_condition(self.encode_batch(batch), self.cond_drop_prob if self.training else 0.0,
+                           generator=self._stream("dropout"))
+        t = self.sde.sample_time(x.shape[0], x.device, generator=self._stream("diffusion"))
+        x_t, noise, std = self.sde.perturb(x, y, t, generator=self._stream("diffusion"))
         if self.prediction == "data":
             return data_prediction_loss(self(x_t, y, t, z), x, self.spec.to_wav, self.l1_weight)
         return score_matching_loss(self(x_t, y, t, z), noise, std)

@@ -54,10 +54,10 @@ class GaussianSDE:
         """Training times t ~ U(t_eps, T)."""
         return torch.rand(batch, device=device, generator=generator) * (self.T - self.t_eps) + self.t_eps
 
-    def perturb(self, x0: torch.Tensor, y: torch.Tensor, t: torch.Tensor):
+    def perturb(self, x0: torch.Tensor, y: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None):
         """x_t = mean + std·z with z complex standard normal; returns (x_t, z, std)."""
         mean, std = self.marginal_prob(x0, y, t)
-        z = torch.randn_like(x0)
+        z = randn_like(x0, generator)
         return mean + _bcast(std, x0) * z, z, std
 
     def score_from_data(self, x0_hat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor):

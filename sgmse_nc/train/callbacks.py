@@ -28,6 +28,8 @@ class RankSeed(Callback):
     `seed_everything(seed)` gives every rank the same RNG, so all ranks drew the same diffusion times,
     perturbation noise, dropout masks and crops. Reseeding from (seed, rank, step) once the ranks are known
     fixes that; DataLoader workers then derive their seeds from the rank's (Lightning's worker_init_fn).
+    The model's own named streams (diffusion, dropout: sgmse_nc.seeds) are seeded here from the same triple;
+    the training examples draw from the data streams (sgmse_nc.data.sampling), which depend on the seed only.
     """
 
     def __init__(self, seed: int):
@@ -39,6 +41,8 @@ class RankSeed(Callback):
                            verbose=False)
         if shared is not None:  # what DistributedSampler shuffles with: it must stay the same on every rank
             os.environ["PL_GLOBAL_SEED"] = shared
+        if hasattr(pl_module, "seed_streams"):
+            pl_module.seed_streams(self.seed, trainer.global_rank, trainer.global_step)
 
 
 class LastCheckpoint(Callback):

@@ -266,11 +266,11 @@ def test_shipped_mixing_config_builds_the_datamodule(tmp_path):
     for env in ("DKITCHEN", "STRAFFIC"):
         write_audio(data / "noise" / "DEMAND" / env / "ch01.wav", 0.05 * rng.standard_normal(4 * SR), SR)
     write_audio(data / "noise" / "wham_noise" / "tr" / "n0.wav", 0.05 * rng.standard_normal(4 * SR), SR)
-    cfg = OmegaConf.create({"paths": {"data_dir": str(data)},
+    cfg = OmegaConf.create({"paths": {"data_dir": str(data)}, "seed": 0,
                             "spec": {"_target_": "sgmse_nc.spec.Spectrogram"},
                             "data": OmegaConf.load(REPO / "conf" / "data" / "mixing.yaml")})
     nodes = OmegaConf.to_container(cfg.data, resolve=True)
-    assert set(nodes) == {"_target_", "batch_size", "num_workers", "num_eval_files", "train", "valid", "test"}
+    assert set(nodes) == {"_target_", "batch_size", "num_workers", "seed", "num_eval_files", "train", "valid", "test"}
     assert nodes["batch_size"] == 8 and nodes["num_workers"] == 4
     train, valid, test = (instantiate(nodes[name]) for name in ("train", "valid", "test"))
     assert len(train) == 10000 and len(valid) == 500 and train.augment.p_mix == 0.2

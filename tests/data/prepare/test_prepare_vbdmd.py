@@ -131,7 +131,7 @@ def test_cli_prints_summary_and_reports_errors(release, tmp_path, capsys):
 def test_data_config_builds_the_datamodule(prepared, tmp_path):
     dst, _ = prepared
     cfg = OmegaConf.create({
-        "paths": {"data_dir": str(dst.parent)},
+        "paths": {"data_dir": str(dst.parent)}, "seed": 0,
         "spec": {"_target_": "sgmse_nc.spec.Spectrogram", "n_fft": 510, "hop_length": 128, "alpha": 0.5, "beta": 0.15},
         "data": OmegaConf.load(CONF_DIR / "data" / "vbdmd.yaml"),
     })
