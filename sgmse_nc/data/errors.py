@@ -5,6 +5,7 @@ They live here, not in the CLI module: under `python -m sgmse_nc.data.prepare` t
 """
 from __future__ import annotations
 
+from sgmse_nc.audio import AudioError
 from sgmse_nc.errors import UserError
 
 
@@ -18,3 +19,13 @@ class BuildError(PrepareError):
 
 class HonestyError(UserError, ValueError):
     """No honest noise reference could be found (see sgmse_nc.data.honesty); the message names the fix."""
+
+
+class DataConfigError(AudioError):
+    """A bad option of a dataset: `key` names the option (e.g. speech_dir), so that training can name the full
+    config key (data.valid.speech_dir) in its error line."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+

@@ -148,10 +148,13 @@ class Choice:
 class ReferencePolicy:
     """threshold: whitened similarity at or above which a candidate is a near-copy.
     on_failure: "error" (HonestyError naming the fix) or "null" (the null condition, counted).
-    tries: candidates examined at most per example."""
+    tries: candidates examined at most per example.
+    null_option: how the user asks for the null condition where they can (a data config's `on_failure: null`);
+    "" where no option does (the test-set builders): the error's hint then names none."""
     threshold: float = DEFAULT_THRESHOLD
     on_failure: str = "error"
     tries: int = 8
+    null_option: str = "on_failure: null"
     counts: dict = field(default_factory=lambda: {"checked": 0, "rejected_overlap": 0, "rejected_copy": 0,
                                                    "null": 0})
 
@@ -187,8 +190,9 @@ class ReferencePolicy:
                   f"were near-copies of it" + (f", best whitened max xcorr {best.whitened:.2f}" if best else "")
                   + f", threshold {self.threshold}).")
         if self.on_failure == "error":
-            raise HonestyError(f"{reason} {fix or 'Use longer or more recordings per class'}, or set "
-                               f"on_failure: null to use the null condition for such examples (counted).")
+            fix = fix or "Use longer or more recordings per class"
+            raise HonestyError(f"{reason} {fix}, or set {self.null_option} to use the null condition for such "
+                               f"examples (counted)." if self.null_option else f"{reason} {fix}.")
         self.counts["null"] += 1
         if self.counts["null"] == 1:
             log.warning("%s Using the null condition (counted in ref_null).", reason)

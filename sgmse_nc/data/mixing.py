@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, rms
 from sgmse_nc.data.augment import NoiseAugment
+from sgmse_nc.data.errors import DataConfigError
 from sgmse_nc.data.example import fit_length, make_example
 from sgmse_nc.data.honesty import DEFAULT_THRESHOLD, ReferencePolicy, pair_candidates
 from sgmse_nc.data.levels import SILENT_RMS, mix_at_snr
@@ -40,7 +41,8 @@ from sgmse_nc.spec import Spectrogram
 
 def build_pools(noise_dirs, sample_rate: int = SAMPLE_RATE) -> tuple[list[AudioPool], list[float]]:
     """Pools from config entries: a folder path, or a mapping with `root` and optional `weight`, `labels`
-    ('subfolder' or a csv), `label_column`, `file_column`, `trim_silence`, `min_seconds`, `name`."""
+    ('subfolder' or a csv), `label_column`, `file_column`, `trim_silence`, `min_seconds`, `name`, and the
+    filters `classes`, `exclude_classes`, `folds`, `exclude_folds` (`fold_column`), `unlabelled` (AudioPool)."""
     if isinstance(noise_dirs, (str, os.PathLike)) or isinstance(noise_dirs, Mapping):
         noise_dirs = [noise_dirs]
     if not noise_dirs:
@@ -77,8 +79,15 @@ class MixingDataset(Dataset):
             raise ValueError(f"snr_range {list(snr_range)} must be [low, high].")
         self.snr_over_active = snr_over_active
         self.ref_len = max(int(round(ref_seconds * sample_rate)), self.spec.n_fft)
-        self.speech = AudioPool(speech_dir, sample_rate, min_seconds=min_speech_seconds, name=Path(speech_dir).name)
-        pools, weights = build_pools(noise_dirs, sample_rate)
+        try:
+            self.speech = AudioPool(speech_dir, sample_rate, min_seconds=min_speech_seconds, name=Path(speech_dir).name)
+        except AudioError as err:
+            raise DataConfigError("speech_dir", f"{err} (training and validation each need a clean-speech folder; "
+                                                f"validation's holds other speakers than training's)") from err
+        try:
+            pools, weights = build_pools(noise_dirs, sample_rate)
+        except AudioError as err:
+            raise DataConfigError("noise_dirs", str(err)) from err
         self.noise = PoolSource(pools, weights, reference)
         # When no stretch of the noise's own recording is honest: another recording of the class.
         labelled = all(pool.by_label for pool in pools)

@@ -63,6 +63,29 @@ def active_span(wav: torch.Tensor, sample_rate: int = SAMPLE_RATE,
 
 # ------------------------------------------------------------------------------------------ the pool
 
+class _Filter:
+    """Which classes and folds a pool keeps (include lists, then exclude lists; None keeps all)."""
+
+    def __init__(self, classes, exclude_classes, folds, exclude_folds):
+        text = lambda values: None if values is None else {str(v) for v in values}
+        self.lists = {"classes": (text(classes), text(exclude_classes)), "folds": (text(folds), text(exclude_folds))}
+
+    def keeps(self, label, fold) -> bool:
+        for value, (include, exclude) in ((label, self.lists["classes"]), (fold, self.lists["folds"])):
+            if (include is not None and value not in include) or (exclude and value in exclude):
+                return False
+        return True
+
+    def check(self, seen: dict, pool: str) -> None:
+        """A filter naming a class or fold the pool does not have is a typo: an error listing what exists."""
+        for kind, (include, exclude) in self.lists.items():
+            known = {str(v) for v in seen[kind] if v is not None}
+            unknown = sorted(((include or set()) | (exclude or set())) - known)
+            if unknown:
+                raise AudioError(f"pool {pool}: no file of {kind} {', '.join(unknown)}; the pool has "
+                                 f"{', '.join(sorted(known)) or 'none'}. Fix the pool's {kind} filter.")
+
+
 @lru_cache(maxsize=200_000)
 def _header(path: str, mtime_ns: int, size: int) -> tuple[int, int, int] | str:
     """(frames, sample rate, channels) or the reason the file is unusable; cached per file version."""
@@ -91,19 +114,32 @@ class AudioPool:
     labels: None, "subfolder" (the first folder under root names the class) or a csv path whose
         `file_column` holds file names (relative to root, or bare names) and `label_column` the class.
     min_seconds: shorter files are skipped (counted); noise shorter than a crop is looped instead.
+    classes / exclude_classes: keep only these classes / drop these (names checked against the labels).
+    folds / exclude_folds: the same by the csv's `fold_column` (ESC-50's folds 1-5).
+    unlabelled: a file with no class (not in the csv, or not in a sub-folder) is an error naming it ("error",
+        the default), or is skipped and counted in the pool's report ("skip").
     """
 
     def __init__(self, root, sample_rate: int = SAMPLE_RATE, labels: str | None = None,
                  label_column: str = "category", file_column: str = "filename", trim_silence: bool = False,
                  threshold_db: float = ACTIVE_THRESHOLD_DB, min_seconds: float = 0.0, name: str | None = None,
-                 files: list | None = None):
+                 files: list | None = None, classes: list | None = None, exclude_classes: list | None = None,
+                 folds: list | None = None, exclude_folds: list | None = None, fold_column: str = "fold",
+                 unlabelled: str = "error"):
         self.root = Path(root)
+        if unlabelled not in ("error", "skip"):
+            raise AudioError(f"pool {name or self.root.name}: unlabelled must be error or skip, not {unlabelled!r}.")
+        if (classes or exclude_classes or folds or exclude_folds) and labels is None:
+            raise AudioError(f"pool {name or self.root.name}: class and fold filters need labels (labels: "
+                             f"subfolder, or a csv such as ESC-50's meta/esc50.csv).")
         self.sample_rate, self.trim_silence, self.threshold_db = sample_rate, trim_silence, threshold_db
         self.name = name or self.root.name
         paths = [Path(p) for p in files] if files is not None else list_audio(self.root)
-        label_of = self._labeller(labels, label_column, file_column)
+        label_of = self._labeller(labels, label_column, file_column, fold_column if folds or exclude_folds else None)
         self.files: list[PoolFile] = []
         skipped: dict[str, list[str]] = {}
+        unlabelled_files, seen = [], {"classes": set(), "folds": set()}
+        wanted = _Filter(classes, exclude_classes, folds, exclude_folds)
         min_frames_at_pool_rate = min_seconds * sample_rate
         for path in paths:
             stat = path.stat() if path.is_file() else None
@@ -116,11 +152,23 @@ class AudioPool:
                 skipped.setdefault(f"shorter than {min_seconds:g} s", []).append(str(path))
                 continue
             rel = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.name
-            label = label_of(path, rel)
+            label, fold = label_of(path, rel)
             if labels is not None and label is None:
-                skipped.setdefault("without a class (not in the csv, or not in a sub-folder)", []).append(str(path))
+                unlabelled_files.append(str(path))
+                continue
+            seen["classes"].add(label)
+            seen["folds"].add(fold)
+            if not wanted.keeps(label, fold):
+                skipped.setdefault("left out by the class/fold filters", []).append(str(path))
                 continue
             self.files.append(PoolFile(path, rel, frames, rate, channels, label))
+        if unlabelled_files and unlabelled == "error":
+            where = "in the csv " + str(labels) if labels != "subfolder" else "in a class sub-folder"
+            raise AudioError(f"pool {self.name}: {len(unlabelled_files)} file(s) are not {where} (e.g. "
+                             f"{unlabelled_files[0]}). Add them there, remove them, or set unlabelled: skip.")
+        if unlabelled_files:
+            skipped["without a class (unlabelled: skip)"] = unlabelled_files
+        wanted.check(seen, self.name)
         self.skipped = {reason: len(names) for reason, names in skipped.items()}
         self._report(skipped, len(paths))
         self.by_label: dict[str, list[int]] = {}
@@ -129,23 +177,29 @@ class AudioPool:
                 self.by_label.setdefault(f.label, []).append(i)
         self._spans: dict[int, tuple[int, int]] = {}
 
-    def _labeller(self, labels, label_column, file_column):
+    def _labeller(self, labels, label_column, file_column, fold_column=None):
+        """A function (path, relative name) -> (class, fold); None where there is none."""
         if labels is None:
-            return lambda path, rel: None
+            return lambda path, rel: (None, None)
         if labels == "subfolder":
-            return lambda path, rel: rel.split("/")[0] if "/" in rel else None
+            if fold_column:
+                raise AudioError(f"pool {self.name}: fold filters need a label csv with a {fold_column!r} column "
+                                 f"(labels: subfolder has no folds).")
+            return lambda path, rel: (rel.split("/")[0] if "/" in rel else None, None)
         csv_path = Path(labels)
         if not csv_path.is_file():
             raise AudioError(f"{csv_path}: label csv not found. Set `labels` to 'subfolder', null or an "
                              f"existing csv with columns {file_column},{label_column}.")
         with csv_path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            missing = [c for c in (file_column, label_column) if c not in (reader.fieldnames or [])]
+            needed = [file_column, label_column] + ([fold_column] if fold_column else [])
+            missing = [c for c in needed if c not in (reader.fieldnames or [])]
             if missing:
-                raise AudioError(f"{csv_path}: missing column(s) {', '.join(missing)} "
-                                 f"(found: {', '.join(reader.fieldnames or [])}). Set file_column/label_column.")
-            table = {row[file_column]: row[label_column] for row in reader}
-        return lambda path, rel: table.get(rel, table.get(path.name))
+                raise AudioError(f"{csv_path}: missing column(s) {', '.join(missing)} (found: "
+                                 f"{', '.join(reader.fieldnames or [])}). Set file_column/label_column/fold_column.")
+            table = {row[file_column]: (row[label_column], row[fold_column] if fold_column else None)
+                     for row in reader}
+        return lambda path, rel: table.get(rel, table.get(path.name, (None, None)))
 
     def _report(self, skipped: dict[str, list[str]], total: int) -> None:
         if skipped:

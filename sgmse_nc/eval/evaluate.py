@@ -3,11 +3,14 @@
     sgmse-evaluate --enhanced DIR --clean DIR [--noisy DIR] [--out DIR]
                        [--manifest CSV --group-by snr,noise_type] [--workers N] [--pesq-mode wb|nb]
     sgmse-evaluate --enhanced base=DIR cfg=DIR ... --clean DIR --noisy DIR --out DIR   # comparison
+                       [--baseline base]   # + paired differences vs base with 95% intervals (paired.md)
 
 Writes per_file.csv, summary.md / .json / .csv and box plots into --out (default: `<enhanced>_eval`
 beside the enhanced folder). Several enhanced folders (name=DIR) give one comparison table instead
-(comparison.md / .csv / .json in --out, each folder's per-file rows in --out/<name>/). Rerunning
-resumes from the per-file rows.
+(comparison.md / .csv / .json in --out, each folder's per-file rows in --out/<name>/); with --baseline, every
+other folder's mean paired difference to it per file with 95% intervals (over files, clustered by the
+manifest's noise class or recording column when there is one: sgmse_nc.eval.paired) in paired.md / .csv.
+Rerunning resumes from the per-file rows.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import pandas as pd
 
 from sgmse_nc.audio import SAMPLE_RATE
 from sgmse_nc.cli import ArgumentParser, run_main
+from sgmse_nc.eval import paired
 from sgmse_nc.eval.comparison import NOISY, System, compare, write
 from sgmse_nc.eval.dnsmos import dnsmos_folder, dnsmos_model
 from sgmse_nc.eval.folder import EvaluationError, default_out_dir, evaluate_folders, load_groups
@@ -36,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--manifest", help="CSV with an `id` column (path relative to --clean, no extension)")
     parser.add_argument("--group-by", default="",
                         help="comma-separated manifest columns, e.g. snr,noise_type ('snr+noise_type': both)")
+    parser.add_argument("--baseline", metavar="NAME",
+                        help="with several folders: the one every other is compared with, file by file (paired.md)")
     parser.add_argument("--workers", type=int, default=1, help="processes computing metrics in parallel")
     parser.add_argument("--pesq-mode", choices=("wb", "nb"), default="wb", help="PESQ wide-band or narrow-band")
     parser.add_argument("--no-estoi", action="store_true", help="skip ESTOI")
@@ -68,7 +74,8 @@ def _safe_name(name: str) -> str:
 
 def compare_folders(enhanced: dict[str, Path], clean_dir, noisy_dir=None, out_dir=None, manifest=None,
                     group_by=(), metrics=None, num_workers: int = 1, allow_missing: bool = False,
-                    sample_rate: int = 16000, dnsmos: bool = False, quiet: bool = False) -> dict:
+                    sample_rate: int = 16000, dnsmos: bool = False, quiet: bool = False,
+                    baseline: str | None = None) -> dict:
     """Score each enhanced folder (name -> folder) and the noisy input against one clean set; write the
     comparison into out_dir (each system's per-file rows in out_dir/<name>/, reused on a rerun).
 
@@ -78,6 +85,9 @@ def compare_folders(enhanced: dict[str, Path], clean_dir, noisy_dir=None, out_di
     metrics = tuple(metrics or DEFAULT_METRICS)
     if out_dir is None:
         raise EvaluationError("comparing several enhanced folders needs an output folder (--out DIR).")
+    if baseline is not None and baseline not in enhanced:
+        raise EvaluationError(f"--baseline {baseline}: no enhanced folder has that name; the names are "
+                              f"{', '.join(enhanced)} (give folders as NAME=DIR).")
     if NOISY in enhanced:
         raise EvaluationError(f"'{NOISY}' names the noisy input's row; give that enhanced folder another name.")
     out_dir = Path(out_dir)
@@ -107,10 +117,22 @@ def compare_folders(enhanced: dict[str, Path], clean_dir, noisy_dir=None, out_di
     groups = load_groups(manifest, ids, group_by) if manifest is not None and group_by and ids else None
     result = compare(systems, metrics, noisy, groups, group_by if groups is not None else ())
     text = write(result, out_dir, f"Comparison against {clean_dir}")
+    if baseline is not None:
+        text += "\n" + _write_paired(systems, baseline, metrics, manifest, ids, out_dir)
     if not quiet:
         print(text)
         print(f"results in {out_dir}")
     return result
+
+
+def _write_paired(systems: list[System], baseline: str, metrics, manifest, ids, out_dir: Path) -> str:
+    """paired.md / .csv: every system minus the baseline, file by file, clustered by the manifest's noise column."""
+    cluster = paired.cluster_column(pd.read_csv(manifest, nrows=0).columns) if manifest is not None else None
+    groups = load_groups(manifest, ids, [cluster]) if cluster else None
+    pairs = [({"system": s.labels["system"]}, {"system": baseline}, f"baseline {baseline}") for s in systems
+             if s.labels["system"] != baseline]
+    return paired.write(paired.paired_rows(systems, pairs, metrics, groups, cluster), out_dir,
+                        f"Paired differences against {baseline}")
 
 
 def evaluate_dnsmos(enhanced_dir, noisy_dir=None, out_dir=None, manifest=None, group_by=(),
@@ -154,7 +176,7 @@ def _run(argv=None) -> int:
         result = compare_folders(named_folders(args.enhanced), args.clean, noisy_dir=args.noisy,
                                  out_dir=args.out, manifest=args.manifest, group_by=group_by,
                                  metrics=metrics, num_workers=args.workers, allow_missing=args.allow_missing,
-                                 sample_rate=args.sample_rate, dnsmos=args.dnsmos)
+                                 sample_rate=args.sample_rate, dnsmos=args.dnsmos, baseline=args.baseline)
         failed = [s["labels"]["system"] for s in result["systems"] if s["error"]]
         if failed:
             print(f"error: {len(failed)} folder(s) could not be evaluated ({', '.join(failed)}); their rows "

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sgmse_nc.eval.comparison import System, metric_info
+from sgmse_nc.eval.comparison import System
+from sgmse_nc.eval.metrics import METRICS
+from sgmse_nc.io import write_csv, write_text_atomic
 
 LEVEL = 0.95
 # manifest columns that name the noise a file was mixed with, coarsest first: the first one present clusters
@@ -148,7 +151,7 @@ def paired_rows(systems: list[System], pairs, metrics, groups: pd.DataFrame | No
 # ------------------------------------------------------------------------------------------- rendering
 
 def _name(labels: dict) -> str:
-    return " ".join([str(labels.get("run", ""))] + [f"{k}={v}" for k, v in labels.items() if k != "run"]).strip()
+    return " ".join(str(v) if k in ("run", "system") else f"{k}={v}" for k, v in labels.items())
 
 
 def _ci(interval: Interval | None, decimals: int) -> str:
@@ -169,7 +172,7 @@ def markdown(rows: list[dict], level: float = LEVEL) -> str:
     header = ["A", "B", "Metric", "Files", "Seeds", "Mean Δ (A − B)", f"{pct} CI files", clustered, f"{pct} CI seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        label, decimals = metric_info(r["metric"])
+        label, decimals = METRICS[r["metric"]].label, METRICS[r["metric"]].decimals
         clustered_text = _ci(r["clustered"], decimals)
         if r["clustered"] is not None and not math.isnan(r["clustered"].low):
             clustered_text += f" (G={r['clustered'].units})"
@@ -201,3 +204,12 @@ def long_rows(rows: list[dict]) -> pd.DataFrame:
             entry[f"{kind}_units"] = interval.units if interval else 0
         out.append(entry)
     return pd.DataFrame(out)
+
+
+def write(rows: list[dict], out_dir, title: str, stem: str = "paired") -> str:
+    """paired.md / paired.csv into out_dir (atomically); returns the Markdown."""
+    out_dir = Path(out_dir)
+    text = f"# {title}\n\n" + (markdown(rows) or "No pair of systems to compare.\n")
+    write_text_atomic(out_dir / f"{stem}.md", text)
+    write_csv(long_rows(rows), out_dir / f"{stem}.csv")
+    return text

@@ -17,7 +17,8 @@ from sgmse_nc.train.callbacks import LastCheckpoint, RankSeed
 from sgmse_nc.io import read_json, write_json, write_text_atomic
 
 from sgmse_nc.data.scan import scan_datamodule
-from sgmse_nc.errors import UserError
+from sgmse_nc.data.errors import DataConfigError
+from sgmse_nc.errors import UserError, find_user_error
 from sgmse_nc.threads import set_threads
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,20 @@ def build_data(cfg: DictConfig):
         data_cfg.pop("test", None)  # built only when used: a missing test folder must not stop training
     if prepare:
         instantiate(prepare)
-    return instantiate(data_cfg)
+    datasets = {}
+    for split in ("train", "valid", "test"):  # one by one, so that an error names its config key
+        node = data_cfg.pop(split, None)
+        if node is None:
+            continue
+        try:
+            datasets[split] = instantiate(node)
+        except Exception as err:
+            user = find_user_error(err)
+            if user is None:
+                raise
+            key = f"data.{split}" + (f".{user.key}" if isinstance(user, DataConfigError) else "")
+            raise DataConfigError(key, f"{key}: {user}") from err
+    return instantiate(data_cfg, **datasets)
 
 
 def build_model(cfg: DictConfig):

@@ -279,3 +279,67 @@ def test_shipped_mixing_config_builds_the_datamodule(tmp_path):
     assert example["y"].shape == (1, 256, 256) and example["r_wav"].shape == (4000,)
     assert torch.equal(valid[3]["y"], instantiate(nodes["valid"])[3]["y"])  # a fresh dataset: same example
     assert test[0]["id"] == "p232_001"
+
+
+# ------------------------------------------------------------------------------------ pool filters
+
+def labelled_pool(root):
+    """An ESC-50-like pool: audio/ of clips in three classes over two folds, a label csv (one clip missing)."""
+    rng = np.random.default_rng(1)
+    rows = ["filename,fold,category"]
+    for k, (category, fold) in enumerate([("dog", 1), ("dog", 2), ("rain", 1), ("rain", 2), ("siren", 1)]):
+        write_audio(root / "audio" / f"{k}.wav", 0.05 * rng.standard_normal(SR), SR)
+        rows.append(f"{k}.wav,{fold},{category}")
+    write_audio(root / "audio" / "unlisted.wav", 0.05 * rng.standard_normal(SR), SR)
+    (root / "meta.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_pool_class_and_fold_filters_and_unlisted_files(tmp_path):
+    root = labelled_pool(tmp_path)
+    labels = str(root / "meta.csv")
+    with pytest.raises(AudioError, match=r"1 file\(s\) are not in the csv .*unlisted.wav.*unlabelled: skip"):
+        AudioPool(root / "audio", labels=labels)
+    pool = AudioPool(root / "audio", labels=labels, unlabelled="skip")
+    assert sorted(pool.by_label) == ["dog", "rain", "siren"] and pool.skipped == {"without a class (unlabelled: skip)": 1}
+    only = AudioPool(root / "audio", labels=labels, unlabelled="skip", classes=["dog", "rain"], exclude_folds=[2])
+    assert {(f.label, f.name) for f in only.files} == {("dog", "0.wav"), ("rain", "2.wav")}
+    unseen = AudioPool(root / "audio", labels=labels, unlabelled="skip", exclude_classes=["dog", "rain"])
+    assert sorted(unseen.by_label) == ["siren"]
+    assert [f.name for f in AudioPool(root / "audio", labels=labels, unlabelled="skip", folds=[2]).files] == ["1.wav", "3.wav"]
+    with pytest.raises(AudioError, match="no file of classes cat; the pool has dog, rain, siren"):
+        AudioPool(root / "audio", labels=labels, unlabelled="skip", classes=["cat"])
+    with pytest.raises(AudioError, match="filters need labels"):
+        AudioPool(root / "audio", classes=["dog"])
+    # the same filters from a data config's pool entry
+    data = MixingDataset(tmp_path / "audio", [{"root": root / "audio", "labels": labels, "unlabelled": "skip",
+                                                "exclude_classes": ["siren"]}], num_frames=16)
+    assert sorted(data.noise.pools[0].by_label) == ["dog", "rain"]
+
+
+def test_readme_dynamic_mixing_example_names_every_key_it_needs(tmp_path):
+    """The README's dynamic-mixing command on a fake layout of its /corpora paths builds the data; without
+    data.valid.speech_dir the error names that config key."""
+    import re
+    import shlex
+
+    from sgmse_nc.config import compose_config
+    from sgmse_nc.errors import UserError
+    from sgmse_nc.train.run import build_data
+
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```bash\n(python train.py experiment=mixing_cnn_cfg .*?)```", text, re.S).group(1)
+    args = shlex.split(block.replace("\\\n", " "))[2:]
+    rng = np.random.default_rng(2)
+    corpora = tmp_path / "corpora"
+    for split in ("train", "valid"):
+        write_audio(corpora / "speech" / split / "a.wav", speech_like(2 * SR, rng), SR)
+    for folder in ("DEMAND/kitchen", "DEMAND/street", "wham_noise/tr"):
+        write_audio(corpora / folder / "n.wav", 0.05 * rng.standard_normal(4 * SR), SR)
+    args = [a.replace("/corpora", str(corpora)) for a in args]
+    paths = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/run"]
+    data = build_data(compose_config([*args, *paths]))
+    assert data.valid_set.speech.root == corpora / "speech" / "valid" and len(data.train_set.noise.pools) == 2
+    without_valid = [a for a in args if not a.startswith("data.valid.speech_dir")]
+    with pytest.raises(UserError, match=r"^data\.valid\.speech_dir: .*valid/clean: folder not found"):
+        build_data(compose_config([*without_valid, *paths]))

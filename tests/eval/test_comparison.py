@@ -86,3 +86,23 @@ def test_cli_names(tmp_path):
     assert evaluate.named_folders(["a=x/y", "x/z"]) == {"a": Path("x/y"), "z": Path("x/z")}
     assert evaluate.main(["--enhanced", "a=x", "a=y", "--clean", str(tmp_path)]) == 2
     assert evaluate.main(["--enhanced", "a=x", "b=y", "--clean", str(tmp_path)]) == 2  # no --out
+
+
+def test_baseline_gives_paired_differences_clustered_by_the_noise_column(test_set):
+    root = test_set
+    code = evaluate.main(["--enhanced", f"better={root / 'better'}", f"best={root / 'best'}", "--baseline", "better",
+                          "--clean", str(root / "clean"), "--noisy", str(root / "noisy"),
+                          "--manifest", str(root / "manifest.csv"), "--out", str(root / "cmp"), "--no-estoi"])
+    assert code == 0
+    rows = pd.read_csv(root / "cmp" / "paired.csv")
+    si = rows.query("metric == 'si_sdr'").iloc[0]
+    best = pd.read_csv(root / "cmp" / "best" / "per_file.csv").set_index("id")["si_sdr"]
+    better = pd.read_csv(root / "cmp" / "better" / "per_file.csv").set_index("id")["si_sdr"]
+    assert (si["a"], si["b"], si["n_files"]) == ("best", "better", 4)
+    assert si["mean"] == pytest.approx((best - better).mean())
+    assert si["cluster_by"] == "noise_type" and si["clustered_units"] == 2  # hum, hiss
+    assert si["files_low"] < si["mean"] < si["files_high"]
+    text = (root / "cmp" / "paired.md").read_text()
+    assert "| best | better (baseline better) | SI-SDR [dB] | 4 | 1 |" in text and "cluster-robust" in text
+    assert evaluate.main(["--enhanced", f"a={root / 'better'}", f"b={root / 'best'}", "--baseline", "c",
+                          "--clean", str(root / "clean"), "--out", str(root / "cmp2")]) == 2

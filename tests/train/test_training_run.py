@@ -2,6 +2,7 @@
 reduction, multirun x DDP. DDP tests are real 2-process gloo runs on CPU (tiny net, a few steps)."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,7 +116,7 @@ def test_mixed_precision_keeps_the_complex_score_in_float32(precision):
 def test_killed_run_resumes_with_its_step_and_ema_and_sigterm_exits_nonzero(tmp_path):
     probe = tmp_path / "probe.jsonl"
     args = tiny_train_args(tmp_path, "trainer.max_steps=6", "+callbacks.probe._target_=tests.probes.RandomnessProbe",
-                           f"+callbacks.probe.path={probe}")
+                           f"+callbacks.probe.path={probe}", "callbacks.progress_log.every_seconds=0")
     run(args, expect=-9, env={**ENV, "PROBE_KILL": "KILL:5"})  # SIGKILL after step 5: last.ckpt is step 4's
     folder = tmp_path / "outputs" / "demo"
     (run_dir,) = [p for p in folder.iterdir() if p.is_dir()]  # a stable name: the same command finds it
@@ -123,7 +124,9 @@ def test_killed_run_resumes_with_its_step_and_ema_and_sigterm_exits_nonzero(tmp_
     assert ckpt["global_step"] == 4 and ckpt["ema"]["num_updates"] == 4
     saved_ema = float(sum(s.double().sum() for s in ckpt["ema"]["shadow"].values()))
 
-    run(args)  # the same command again: resumes from last.ckpt
+    out = run(args)  # the same command again: resumes from last.ckpt
+    # not a terminal: a progress line per interval (0 s here: every step) with step, loss, speed and ETA
+    assert re.search(r"step 6/6  loss \d+\.\d{4}  \d+\.\d\d steps/s  ETA 0m00s", out.stdout + out.stderr)
     (line,) = probe_lines(probe)
     assert line["start"]["step"] == 4 and line["start"]["ema_updates"] == 4
     assert line["start"]["ema_sum"] == pytest.approx(saved_ema, rel=1e-9)
@@ -136,6 +139,13 @@ def test_killed_run_resumes_with_its_step_and_ema_and_sigterm_exits_nonzero(tmp_
     out = run([*args, "trainer.max_steps=12"], expect=143, env={**ENV, "PROBE_KILL": "TERM:9"})
     assert "interrupted by SIGTERM" in out.stderr and "rerun the same command" in out.stderr
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 9
+
+
+def test_progress_line():
+    from sgmse_nc.train.callbacks import progress_line
+
+    assert progress_line(1200, 50000, 0.18344, 600, 200.0) == "step 1200/50000  loss 0.1834  3.00 steps/s  ETA 4h31m"
+    assert progress_line(10, -1, None, 10, 5.0) == "step 10  2.00 steps/s"
 
 
 # ---- DDP ----------------------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def build_esc50(esc50, clean, out, snrs=(0, 5, 10), categories: list[str] | None
     same = {c: PoolSource(pool, reference="same_recording", label=c, warn_overlap=False) for c in pool.by_label}
     count = num_items or len(speech)
     plan = balanced(sorted(pool.by_label), count, seed)
-    skipped, policy = Counter(), ReferencePolicy()
+    skipped, policy = Counter(), ReferencePolicy(null_option="")  # a test set has no null option
     relations = Counter()
 
     def items():
@@ -92,7 +92,9 @@ def build_esc50(esc50, clean, out, snrs=(0, 5, 10), categories: list[str] | None
             def draw(source=primary[category]):
                 return source.draw(wav.shape[-1], ref_len, rng)
             fallback = (lambda: draw(other[category])) if reference == "same_clip" else None
-            pair, xcorr = honest_pair(policy, draw, f"{item_id} ({category})", fallback)
+            pair, xcorr = honest_pair(policy, draw, f"{item_id} ({category})", fallback,
+                                      fix="Give longer clips or more clips per category"
+                                          + (" (--reference other_clip)" if reference == "same_clip" else ""))
             relations[pair.relation] += 1
             yield Item(f"{item_id}_{category}", wav, pair, speech.files[k % len(speech)].name,
                        {"category": category}, {}, xcorr)

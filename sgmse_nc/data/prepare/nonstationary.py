@@ -57,13 +57,15 @@ class NonStationary:
 
 
 def noise_types(noise_dirs: list[Path], labels: str | None, trim_silence: bool, synthetic: list[str],
-                reference: str) -> tuple[dict, list[AudioPool]]:
-    """Named noise types: each synthetic type, and each class of each pool (or each pool without labels)."""
-    types, pools = {}, []
+                reference: str) -> tuple[dict, dict, list[AudioPool]]:
+    """Named noise types: each synthetic type, and each class of each pool (or each pool without labels);
+    and the same types as the policy's fallback draws them: pool classes with two recordings or more take the
+    reference from another recording of the class (the others draw again: another recording, another stretch)."""
+    types, fallback, pools = {}, {}, []
     for kind in synthetic:
         if kind not in NOISES:
             raise BuildError(f"unknown synthetic noise {kind!r}; choose from {', '.join(NOISES)}.")
-        types[f"synthetic:{kind}"] = SyntheticSource(kind)
+        types[f"synthetic:{kind}"] = fallback[f"synthetic:{kind}"] = SyntheticSource(kind)
     for folder in noise_dirs:
         if not folder.is_dir():
             raise BuildError(f"{folder}: noise folder not found. Check --noise.")
@@ -71,10 +73,13 @@ def noise_types(noise_dirs: list[Path], labels: str | None, trim_silence: bool, 
         pools.append(pool)
         if pool.by_label:
             for label in pool.by_label:
-                types[f"{pool.name}/{label}"] = PoolSource(pool, reference=reference, label=label)
+                name = f"{pool.name}/{label}"
+                types[name] = PoolSource(pool, reference=reference, label=label, warn_overlap=False)
+                fallback[name] = (PoolSource(pool, reference="same_class", label=label)
+                                  if len(pool.label_files(label)) > 1 else types[name])
         else:
-            types[pool.name] = PoolSource(pool, reference="same_recording")
-    return types, pools
+            types[pool.name] = fallback[pool.name] = PoolSource(pool, reference="same_recording", warn_overlap=False)
+    return types, fallback, pools
 
 
 def build_nonstationary(clean, out, noise_dirs=(), noise_labels: str | None = "subfolder", trim_silence: bool = False,
@@ -103,7 +108,7 @@ def build_nonstationary(clean, out, noise_dirs=(), noise_labels: str | None = "s
                         "ref_seconds": ref_seconds, "crossfade_seconds": crossfade_seconds, "num_items": num_items,
                         "min_speech_seconds": min_speech_seconds})
     speech = speech_pool(clean, min_speech_seconds)
-    types, pools = noise_types(noise_dirs, noise_labels, trim_silence, synthetic, reference)
+    types, fallback_types, pools = noise_types(noise_dirs, noise_labels, trim_silence, synthetic, reference)
     if len(types) < 2 and {"concat", "events"} & set(kinds):
         raise BuildError(f"kinds concat and events need at least 2 noise types, found {list(types) or 'none'}. "
                          f"Add --synthetic types or a --noise folder with classes (sub-folders).")
@@ -115,17 +120,21 @@ def build_nonstationary(clean, out, noise_dirs=(), noise_labels: str | None = "s
 
     ref_len = int(round(ref_seconds * SAMPLE_RATE))
     maker = NonStationary(types, int(round(crossfade_seconds * SAMPLE_RATE)))
+    other_recording = NonStationary(fallback_types, maker.crossfade)
+    fix = ("Give longer noise recordings, more recordings per class"
+           + (" (--reference same_class), " if reference == "same_recording" else ", ") + "or more --synthetic types")
     count = num_items or len(speech)
     plan = balanced(kinds, count, seed)
-    skipped, policy = Counter(), ReferencePolicy()
+    skipped, policy = Counter(), ReferencePolicy(null_option="")  # a test set has no null option
 
     def items():
         for k, item_id, wav, rng in speech_items(speech, count, seed, skipped):
-            def draw():
-                pair, detail = maker.draw(plan[k], wav.shape[-1], ref_len, rng)
+            def draw(source=maker):
+                pair, detail = source.draw(plan[k], wav.shape[-1], ref_len, rng)
                 pair.info["detail"] = detail
                 return pair
-            pair, xcorr = honest_pair(policy, draw, f"{item_id} ({plan[k]})", fallback=draw)
+            # the policy's order: another stretch (draw again), then another recording of the class
+            pair, xcorr = honest_pair(policy, draw, f"{item_id} ({plan[k]})", lambda: draw(other_recording), fix)
             yield Item(f"{item_id}_{plan[k]}", wav, pair, speech.files[k % len(speech)].name,
                        {"kind": plan[k], "category": pair.category}, {"detail": pair.info["detail"]}, xcorr)
 

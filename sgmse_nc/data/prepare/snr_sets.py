@@ -104,11 +104,12 @@ class Item:
 
 
 def honest_pair(policy: ReferencePolicy, draw: Callable[[], NoisePair], what: str,
-                fallback: Callable[[], NoisePair] | None = None) -> tuple[NoisePair, float]:
+                fallback: Callable[[], NoisePair] | None = None, fix: str = "") -> tuple[NoisePair, float]:
     """The first drawn pair whose reference passes the policy (another stretch, then `fallback`: another
-    recording of the class), and its measured similarity; a BuildError-like HonestyError when none does."""
+    recording of the class), and its measured similarity; a BuildError-like HonestyError when none does,
+    ending with `fix` (the builder's own options: every hint names a value its command accepts)."""
     choice = policy.choose(None, pair_candidates(draw, STRETCHES, fallback), 0, what,
-                           fix="Give longer noise clips or more clips per class (--reference other_clip)")
+                           fix=fix or "Give longer noise clips or more clips per class")
     return choice.payload, choice.xcorr
 
 

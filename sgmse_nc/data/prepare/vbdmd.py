@@ -193,7 +193,7 @@ class NoiseReferences:
         self.by_label: dict[str, list[PairJob]] = {}
         for job in jobs:
             self.by_label.setdefault(job.labels["noise_type"], []).append(job)
-        self.policy = ReferencePolicy(on_failure="error")
+        self.policy = ReferencePolicy(on_failure="error", null_option="")  # no null option in a test set
 
     def noise(self, dst: Path, subset: str, utt: str):
         clean, noisy = (read_audio(dst / subset / kind / f"{utt}.wav", self.sample_rate) for kind in ("clean", "noisy"))

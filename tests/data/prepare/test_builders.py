@@ -288,6 +288,36 @@ def test_nonstationary_from_noise_pools(inputs, tmp_path):
     check_sets(tmp_path / "e", (5,), 3)
 
 
+def test_nonstationary_default_reference_on_short_real_recordings(inputs, tmp_path):
+    """Recordings shorter than an utterance (the ESC-50 case, and many real folders): no stretch of the mixed
+    recording is disjoint from the noise, so the default (same_recording) falls back to another recording of
+    the class, as the policy says, instead of stopping; a class with one short recording fails with a hint
+    that names an option value the command accepts."""
+    rng = np.random.default_rng(5)
+    noise = tmp_path / "short"
+    for label in ("fan", "traffic", "crowd"):
+        for take in range(3):
+            write_audio(noise / label / f"{take}.wav", 0.05 * rng.standard_normal(int(1.2 * SR)), SR)
+    summary = build_nonstationary(inputs / "clean", tmp_path / "o", noise_dirs=[noise], snrs=(5,), num_items=6,
+                                  progress=False)
+    assert summary["references_rejected_overlap"] > 0  # it tried the recording itself first
+    rows = check_sets(tmp_path / "o", (5,), 6)
+    relations = [set(r["reference_relation"].split(";")) for r in rows]
+    assert set().union(*relations) <= {"same_class_other_recording", "same_recording_disjoint"}
+    assert any("same_class_other_recording" in r for r in relations)  # the fallback was needed and taken
+    lonely = tmp_path / "lonely"
+    for label in ("fan", "traffic"):
+        write_audio(lonely / label / "0.wav", 0.05 * rng.standard_normal(int(1.2 * SR)), SR)
+    with pytest.raises(HonestyError, match="no honest noise reference") as err:
+        build_nonstationary(inputs / "clean", tmp_path / "l", noise_dirs=[lonely], snrs=(5,), num_items=2,
+                            progress=False)
+    assert "--reference same_class" in str(err.value) and "other_clip" not in str(err.value)
+    assert "on_failure" not in str(err.value)  # no such option in this command
+    assert prepare_main(["nonstationary", "--clean", str(inputs / "clean"), "--out", str(tmp_path / "m"),
+                         "--noise", str(lonely), "--reference", "same_class", "--snrs", "5", "--num-items", "1",
+                         "--no-progress"]) == 2  # same_class is accepted (one recording per class: an error)
+
+
 def test_nonstationary_bad_inputs(inputs, tmp_path):
     clean = inputs / "clean"
     with pytest.raises(BuildError, match="at least 2 noise types"):
