@@ -8,7 +8,7 @@ The pipeline, one package per stage; each uses only those listed before it:
     diffusion/    SDEs and losses, samplers, the LightningModule, EMA, checkpoints
     data/         run-time datasets, datamodule, noise pools, honest references; data/prepare/: builders
     enhance/      in-memory enhancement (core), from disk (folder), the enhance command
-    eval/         metrics, folder scoring, comparison tables, DNSMOS, diagnostics, the run-level report
+    eval/         metrics (one registry), folder scoring, tables, plots, comparison, DNSMOS, diagnostics, report/
     train/        building and running a training, callbacks, validation metrics, the train command
 
 Commands (console scripts; the root train.py / enhance.py / evaluate.py are thin shims):

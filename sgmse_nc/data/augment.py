@@ -25,7 +25,8 @@ import torch
 
 from sgmse_nc.audio import SAMPLE_RATE, resample_audio, rms
 from sgmse_nc.data.example import fit_length
-from sgmse_nc.data.noise_pool import AudioPool, NoisePair
+from sgmse_nc.data.noise_pool import AudioPool
+from sgmse_nc.data.noise_source import NoisePair
 from sgmse_nc.data.synthetic import make_noise
 
 

@@ -200,7 +200,7 @@ class ReferencePolicy:
 
 
 def pair_candidates(draw, tries: int, fallback=None) -> Iterable[Candidate]:
-    """Candidates from noise pairs (sgmse_nc.data.noise_pool.NoisePair): `tries` draws of `draw()` (another
+    """Candidates from noise pairs (sgmse_nc.data.noise_source.NoisePair): `tries` draws of `draw()` (another
     stretch each time), then `tries` of `fallback()` (another recording of the class), each checked against
     its own noise."""
     for make in (draw, fallback):

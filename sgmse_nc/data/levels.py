@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from sgmse_nc.audio import SAMPLE_RATE, scale_noise_to_snr
-from sgmse_nc.data.noise_pool import ACTIVE_THRESHOLD_DB, active_mask
+from sgmse_nc.data.activity import ACTIVE_THRESHOLD_DB, active_mask
 
 PEAK_LIMIT = 0.99  # mixtures are scaled down as a whole so no peak exceeds this (no clipping, SNR unchanged)
 SILENT_RMS = 1e-5  # -100 dBFS: a speech crop this quiet cannot set a noise level

@@ -34,7 +34,8 @@ from sgmse_nc.data.example import fit_length, make_example
 from sgmse_nc.data.honesty import DEFAULT_THRESHOLD, ReferencePolicy, pair_candidates
 from sgmse_nc.data.levels import SILENT_RMS, mix_at_snr
 from sgmse_nc.data.manifest import speech_id
-from sgmse_nc.data.noise_pool import AudioPool, PoolSource
+from sgmse_nc.data.noise_pool import AudioPool
+from sgmse_nc.data.noise_source import PoolSource
 from sgmse_nc.data.references import STRETCHES
 from sgmse_nc.data.sampling import example_draws, same_draws
 from sgmse_nc.spec import Spectrogram

@@ -10,7 +10,8 @@ from sgmse_nc.audio import write_audio
 from sgmse_nc.data.augment import (BabbleSource, ConcatSource, MixSource, NoiseAugment, StretchSource,
                                    SyntheticSource, crossfade_concat)
 from sgmse_nc.data.mixing import MixingDataset
-from sgmse_nc.data.noise_pool import AudioPool, NoisePair, PoolSource
+from sgmse_nc.data.noise_pool import AudioPool
+from sgmse_nc.data.noise_source import NoisePair, PoolSource
 from sgmse_nc.data.synthetic import speech_like
 
 SR = 16000

@@ -13,7 +13,9 @@ from sgmse_nc.audio import AudioError, rms, write_audio
 from sgmse_nc.data.errors import HonestyError
 from sgmse_nc.data.levels import mix_at_snr
 from sgmse_nc.data.mixing import MixingDataset
-from sgmse_nc.data.noise_pool import AudioPool, PoolSource, active_mask, active_span, disjoint_starts
+from sgmse_nc.data.activity import active_mask, active_span
+from sgmse_nc.data.noise_pool import AudioPool
+from sgmse_nc.data.noise_source import PoolSource, disjoint_starts
 from sgmse_nc.data.synthetic import speech_like
 from sgmse_nc.spec import Spectrogram
 from tests.helpers import REPO_ROOT

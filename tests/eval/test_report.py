@@ -12,8 +12,10 @@ import pytest
 import soundfile as sf
 
 from sgmse_nc.enhance import folder as enhancement
-from sgmse_nc.eval import folder as evaluation, report
-from sgmse_nc.eval.report import load_config, run_report
+from sgmse_nc.eval import folder as evaluation
+from sgmse_nc.eval.report import study
+from sgmse_nc.eval.report.cli import load_config
+from sgmse_nc.eval.report.run import run_report
 from tests.helpers import REPO_ROOT
 
 ROOT = REPO_ROOT
@@ -52,7 +54,7 @@ def test_every_run_and_w_appears_failures_marked_and_reruns_resume(tmp_path, spe
     for name in ("r1", "r2"):
         (tmp_path / name / "checkpoints").mkdir(parents=True)
         (tmp_path / name / "checkpoints" / "last.ckpt").write_bytes(b"")
-    monkeypatch.setattr(report, "run_info", lambda ckpt, folder: {"encoder": "cnn", "backbone": "x", "steps": 1})
+    monkeypatch.setattr(study, "run_info", lambda ckpt, folder: {"encoder": "cnn", "backbone": "x", "steps": 1})
     monkeypatch.setattr(enhancement, "enhance_folder", fake_enhance)
     cfg = load_config("default", [f"+runs.r1={tmp_path / 'r1'}", f"+runs.r2={tmp_path / 'r2'}",
                                   *[f"+sets.{k}={v}" for k, v in sets.items()], "guidance=[0,1,3]",
@@ -91,14 +93,14 @@ def test_bad_configuration_is_one_clear_message(tmp_path, speech):
                            f"+sets.s={tmp_path / 'set'}", f"out_dir={tmp_path / 'rep'}"], cwd=ROOT,
                           capture_output=True, text=True)
     assert code.returncode == 2 and "nope not found" in code.stderr and "Traceback" not in code.stderr
-    with pytest.raises(report.ReportError, match="lacks noise_ref"):
-        report.check_set("s", tmp_path / "set", ["noise_ref"])
-    with pytest.raises(report.ReportError, match=r"Set runs\.sgmse_baseline="):
+    with pytest.raises(study.ReportError, match="lacks noise_ref"):
+        study.check_set("s", tmp_path / "set", ["noise_ref"])
+    with pytest.raises(study.ReportError, match=r"Set runs\.sgmse_baseline="):
         run_report(load_config("study", ["out_dir=x"]))
-    assert list(report.expand_sets({"e": tmp_path})) == ["e"]
+    assert list(study.expand_sets({"e": tmp_path})) == ["e"]
     for snr in (10, 0, 5):
         make_set(tmp_path / "esc" / f"snr_{snr}", speech, n=1)
-    assert list(report.expand_sets({"e": tmp_path / "esc"})) == ["e_snr_0", "e_snr_5", "e_snr_10"]
+    assert list(study.expand_sets({"e": tmp_path / "esc"})) == ["e_snr_0", "e_snr_5", "e_snr_10"]
 
 
 @pytest.fixture(scope="module")

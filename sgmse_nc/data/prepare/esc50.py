@@ -13,7 +13,8 @@ from pathlib import Path
 
 from sgmse_nc.audio import SAMPLE_RATE
 from sgmse_nc.data.errors import BuildError
-from sgmse_nc.data.noise_pool import AudioPool, PoolSource
+from sgmse_nc.data.noise_pool import AudioPool
+from sgmse_nc.data.noise_source import PoolSource
 from sgmse_nc.data.honesty import ReferencePolicy
 from sgmse_nc.data.prepare.snr_sets import (FORMAT_VERSION, SNR_SET_COLUMNS, Item, add_snr_set_arguments, balanced,
                                     canonical, claim_output, finish, format_summary, honest_pair, policy_notes,

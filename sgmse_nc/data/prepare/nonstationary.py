@@ -15,7 +15,8 @@ import numpy as np
 from sgmse_nc.audio import SAMPLE_RATE
 from sgmse_nc.data.augment import ConcatSource, EventSource, SyntheticSource, VaryingGainSource
 from sgmse_nc.data.errors import BuildError
-from sgmse_nc.data.noise_pool import AudioPool, NoisePair, PoolSource
+from sgmse_nc.data.noise_pool import AudioPool
+from sgmse_nc.data.noise_source import NoisePair, PoolSource
 from sgmse_nc.data.honesty import ReferencePolicy
 from sgmse_nc.data.prepare.snr_sets import (FORMAT_VERSION, SNR_SET_COLUMNS, Item, add_snr_set_arguments, balanced,
                                     canonical, claim_output, finish, format_summary, honest_pair, policy_notes,

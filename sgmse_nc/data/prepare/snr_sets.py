@@ -42,7 +42,8 @@ from sgmse_nc.data.errors import BuildError
 from sgmse_nc.data.honesty import ReferencePolicy, pair_candidates
 from sgmse_nc.data.levels import SILENT_RMS, mix_at_snr
 from sgmse_nc.data.manifest import speech_id, write_manifest
-from sgmse_nc.data.noise_pool import AudioPool, NoisePair
+from sgmse_nc.data.noise_pool import AudioPool
+from sgmse_nc.data.noise_source import NoisePair
 from sgmse_nc.data.references import STRETCHES
 from sgmse_nc.io import refuse_other_params, write_text_atomic
 

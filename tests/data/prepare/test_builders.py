@@ -19,7 +19,7 @@ from sgmse_nc.data.errors import BuildError, HonestyError
 from sgmse_nc.data.prepare.esc50 import build_esc50
 from sgmse_nc.data.prepare.nonstationary import build_nonstationary
 from sgmse_nc.data.manifest import read_manifest
-from sgmse_nc.data.noise_pool import active_mask
+from sgmse_nc.data.activity import active_mask
 from sgmse_nc.data.paired import PairedFolderDataset
 from sgmse_nc.data.synthetic import speech_like
 from sgmse_nc.io import write_text_atomic

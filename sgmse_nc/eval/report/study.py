@@ -1,0 +1,213 @@
+"""What a report is about, read from its configuration: the runs, the test sets, the cells (guidance scale ×
+reference strategy), and where each cell's work goes (`Study`, the one object every step of the report reads).
+
+Work folder (under out_dir/work/, reused on a rerun):
+
+    <run>/<set>/<reference>_w<w>/{enhanced/,eval/}   a cell's wavs and per-file rows
+    noisy/<set>/eval/                               the noisy input's per-file rows
+    oracle/<set>/, train_refs/<run>/                 noisy − clean references, written once
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from sgmse_nc.audio import list_audio, read_audio, write_audio
+from sgmse_nc.errors import UserError
+from sgmse_nc.eval.tables import label_order
+
+ORACLE_MIXED_NOISE = "oracle_mixed_noise"  # computed here: noisy − clean of the same file
+NULL = "null"  # the reference column of w = 0 (no reference: the null condition)
+LAYOUT = ("clean", "noisy", "manifest.csv")
+
+
+class ReportError(UserError, ValueError):
+    """A user-facing problem with the report's configuration, runs or test sets; the message names the fix."""
+
+
+def error_line(err: BaseException) -> str:
+    """An exception as the one short line a table keeps for a failed cell."""
+    return f"{type(err).__name__}: {err}".strip().splitlines()[0][:300]
+
+
+@dataclass
+class Run:
+    name: str
+    ckpt: Path
+    folder: Path | None  # the run folder (tables are copied there), None for a loose checkpoint
+    info: dict = field(default_factory=dict)  # backbone, steps, data, seed (the header)
+
+    @property
+    def conditional(self) -> bool:
+        return self.info.get("encoder", "none") != "none"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One guidance scale with one reference strategy: a column of the study (NULL reference at w = 0)."""
+    w: float
+    reference: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.reference}_w{self.w:g}"
+
+
+UNCONDITIONAL = Cell(0.0, NULL)  # what an unconditional model computes for every cell
+
+
+def resolve_run(name: str, path) -> Run:
+    if path is None:
+        raise ReportError(f"run {name}: no path given. Set runs.{name}=<run folder or .ckpt> (or +runs.<name>=... "
+                          f"for a run the config does not list).")
+    path = Path(path)
+    if path.is_dir():
+        ckpt = path / "checkpoints" / "last.ckpt"
+        if not ckpt.is_file():
+            raise ReportError(f"run {name}: {path} holds no checkpoints/last.ckpt. Point runs.{name} at a run "
+                              f"folder written by train.py or at a .ckpt file.")
+        return Run(name, ckpt, path, run_info(ckpt, path))
+    if not path.is_file():
+        raise ReportError(f"run {name}: {path} not found. Point runs.{name} at a run folder or a .ckpt file.")
+    folder = path.parent.parent if path.parent.name == "checkpoints" else None
+    return Run(name, path, folder, run_info(path, folder))
+
+
+def run_info(ckpt: Path, folder: Path | None) -> dict:
+    """What the header states about a run: backbone, trained steps, data, training seed, encoder."""
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001 - pickle/zip errors of every kind mean the same thing here
+        raise ReportError(f"{ckpt}: not a checkpoint written by train.py ({error_line(err)}).") from err
+    hp = state.get("hyper_parameters", {})
+    backbone = hp.get("backbone", {})
+    info = {"steps": state.get("global_step"), "encoder": (hp.get("encoder") or {}).get("name", "none"),
+            "backbone": f"{str(backbone.get('_target_', '?')).rsplit('.', 1)[-1]}"
+                        f"(nf={backbone.get('nf', '?')}, ch_mult={backbone.get('ch_mult', '?')})",
+            "sampler": dict(hp.get("sampler") or {})}
+    config = folder / "config.yaml" if folder is not None else None
+    if config is not None and config.is_file():
+        cfg = OmegaConf.load(config)
+        info["seed"] = cfg.get("seed")
+        info["data"] = str(OmegaConf.select(cfg, "data.train.root", default=None)
+                           or OmegaConf.select(cfg, "experiment_name", default="?"))
+    return info
+
+
+def expand_sets(sets) -> dict[str, Path]:
+    """A builder's output with one folder per SNR (<out>/snr_<k>/, e.g. ESC-50 OOD) becomes one set per SNR."""
+    out = {}
+    for name, folder in sets.items():
+        folder = Path(folder)
+        per_snr = sorted((p for p in folder.glob("snr_*") if (p / "manifest.csv").is_file()),
+                         key=lambda p: label_order(p.name.removeprefix("snr_")))
+        if per_snr and not (folder / "manifest.csv").is_file():
+            out.update({f"{name}_{p.name}": p for p in per_snr})
+        else:
+            out[name] = folder
+    return out
+
+
+def check_set(name: str, folder, references: list[str]) -> Path:
+    folder = Path(folder)
+    missing = [p for p in LAYOUT if not (folder / p).exists()]
+    missing += [r for r in references if r != ORACLE_MIXED_NOISE and not (folder / r).is_dir()]
+    if missing:
+        raise ReportError(f"test set {name}: {folder} lacks {', '.join(missing)}. A test set holds clean/, noisy/, "
+                          f"the reference folders ({', '.join(references) or 'none'}) and manifest.csv, as "
+                          f"`python -m sgmse_nc.data.prepare` writes them.")
+    return folder
+
+
+def cells(guidance, references: list[str]) -> list[Cell]:
+    """The cells of the guidance scales: w = 0 once (the null condition), every other w once per reference."""
+    out = []
+    for w in guidance:
+        w = float(w)
+        if w < 0:
+            raise ReportError(f"guidance scale {w}: use w >= 0 (0 is the null condition).")
+        out += [UNCONDITIONAL] if w == 0 else [Cell(w, r) for r in references]
+    return out
+
+
+def oracle_references(test_set: Path, out: Path) -> Path:
+    """noisy − clean per file (the noise in the input itself): an ORACLE reference, written once."""
+    for noisy in list_audio(test_set / "noisy"):
+        rel = noisy.relative_to(test_set / "noisy")
+        target = out / rel
+        if not target.is_file():
+            y, x = read_audio(noisy, min_samples=0), read_audio(test_set / "clean" / rel, min_samples=0)
+            n = min(len(y), len(x))
+            write_audio(target, y[:n] - x[:n], subtype="FLOAT")
+    return out
+
+
+@dataclass
+class Study:
+    """The report's configuration and what it names; every step of the report reads this one object.
+
+    results: (run name, set name, cell key) -> None when the cell was enhanced and scored, else why not
+    (filled by sgmse_nc.eval.report.runner; the noisy input's entry is ("noisy", set name, "")).
+    """
+    cfg: DictConfig
+    runs: list[Run]
+    sets: dict[str, Path]  # name -> test-set folder
+    cells: list[Cell]
+    references: list[str]  # reference strategies, in the configured order
+    sampler: dict  # sampler options the configuration overrides
+    results: dict[tuple[str, str, str], str | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg) -> Study:
+        cfg = OmegaConf.create(cfg) if not isinstance(cfg, DictConfig) else cfg
+        if not cfg.get("runs") or not cfg.get("sets"):
+            raise ReportError("the report needs runs and sets, e.g. +runs.demo=outputs/demo/quickstart "
+                              "+sets.demo_test=data/demo/test (or list them in a conf/report/ file).")
+        if not cfg.get("out_dir"):
+            raise ReportError("set out_dir (the report folder), e.g. out_dir=reports/study.")
+        references = list(cfg.get("references") or ["noise_ref"])
+        runs = [resolve_run(name, path) for name, path in cfg.runs.items()]
+        needed = references if any(float(w) > 0 for w in cfg.guidance) else []
+        sets = {name: check_set(name, path, needed) for name, path in expand_sets(cfg.sets).items()}
+        sampler = {k: v for k, v in OmegaConf.to_container(cfg.get("sampler") or {}).items() if v is not None}
+        return cls(cfg, runs, sets, cells(cfg.guidance, references), references, sampler)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.cfg.out_dir)
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.cfg.metrics)
+
+    @property
+    def oracle(self) -> bool:
+        """Some cell uses an oracle reference: every title made with it says ORACLE."""
+        return any("oracle" in c.reference for c in self.cells)
+
+    def work(self, set_name: str, run: Run | None = None, cell: Cell | None = None) -> Path:
+        """A cell's work folder (enhanced/, eval/): work/<run>/<set>/<cell key>, the one cell an unconditional
+        model computes for every cell; without a run, the noisy input's: work/noisy/<set>."""
+        if run is None:
+            return self.out_dir / "work" / "noisy" / set_name
+        return self.out_dir / "work" / run.name / set_name / (cell if run.conditional else UNCONDITIONAL).key
+
+    def per_file(self, set_name: str, run: Run | None = None, cell: Cell | None = None) -> Path:
+        """The per-file rows of a cell (or of the noisy input)."""
+        return self.work(set_name, run, cell) / "eval" / "per_file.csv"
+
+    def reference_dir(self, set_name: str, reference: str) -> Path | None:
+        """The folder of a set's references of one strategy (None for the null condition); the oracle one is
+        written on first use."""
+        if reference == NULL:
+            return None
+        if reference == ORACLE_MIXED_NOISE:
+            return oracle_references(self.sets[set_name], self.out_dir / "work" / "oracle" / set_name)
+        return self.sets[set_name] / reference
+
+    def train_references(self, run: Run, folder: Path) -> Path:
+        """noisy − clean of a training folder without noise_ref/ (what same_utterance training used)."""
+        return oracle_references(folder, self.out_dir / "work" / "train_refs" / run.name)

@@ -1,0 +1,86 @@
+"""The report's tables: per test set a comparison (rows run × w (× reference), noisy first; by SNR and by
+category) with its plots, each run folder's own rows, and report.md (a header stating the scale: backbone,
+steps, data, sampler, N, seeds; then every set's tables)."""
+from __future__ import annotations
+
+from sgmse_nc.audio import list_audio
+from sgmse_nc.eval import comparison
+from sgmse_nc.eval.folder import load_groups
+from sgmse_nc.eval.report.plots import plot_snr_bars, plot_spectrograms, plot_vs_w
+from sgmse_nc.eval.report.runner import group_columns
+from sgmse_nc.eval.report.study import Cell, Run, Study
+from sgmse_nc.eval.rows import read_per_file
+from sgmse_nc.io import write_text_atomic
+
+
+def _system(study: Study, run: Run, set_name: str, cell: Cell) -> comparison.System:
+    labels = {"run": run.name, "w": f"{cell.w:g}"}
+    if len(study.references) > 1:
+        labels["reference"] = cell.reference
+    notes = [] if run.conditional else ["unconditional model: every w is its unconditional score"]
+    error = study.results[(run.name, set_name, cell.key)]
+    if error:
+        return comparison.System(labels, error=error, notes=notes)
+    return comparison.System(labels, read_per_file(study.per_file(set_name, run, cell)), notes=notes)
+
+
+def set_comparison(study: Study, set_name: str, extra=(), only: Run | None = None) -> dict:
+    """The comparison of one set: the noisy input, then every run's cells (only one run's when `only`) and
+    its `extra` systems (w = auto)."""
+    test_set = study.sets[set_name]
+    group_cols = group_columns(study, test_set)
+    noisy = read_per_file(study.per_file(set_name))
+    systems = []
+    for run in study.runs if only is None else [only]:
+        systems += [_system(study, run, set_name, cell) for cell in study.cells]
+        systems += [s for s in extra if s.labels["run"] == run.name]
+    groups = load_groups(test_set / "manifest.csv", list(noisy["id"]), group_cols) if group_cols else None
+    return comparison.compare(systems, study.metrics, noisy, groups, group_cols)
+
+
+def title(study: Study, set_name: str) -> str:
+    return f"{set_name}" + (" — ORACLE references (the noise mixed into the input)" if study.oracle else "")
+
+
+def write_set_tables(study: Study, set_name: str, extra=()) -> dict:
+    """<set>/comparison.{md,csv,json} and plots; each run folder gets reports/<out_dir name>/<set>/ of its rows."""
+    out = study.out_dir / set_name
+    result = set_comparison(study, set_name, extra)
+    comparison.write(result, out, title(study, set_name))
+    plot_vs_w(result, out / "plot_vs_w.png")
+    for run in study.runs:
+        plot_snr_bars(result, run.name, out / f"plot_snr_{run.name}.png")
+    plot_spectrograms(study, set_name, out / "spectrograms.png")
+    for run in study.runs:  # each run folder gets its own rows
+        if run.folder is not None:
+            own = set_comparison(study, set_name, extra, only=run)
+            comparison.write(own, run.folder / "reports" / study.out_dir.name / set_name,
+                             f"{run.name} on {title(study, set_name)}")
+    return result
+
+
+def header(study: Study) -> list[str]:
+    cfg, lines = study.cfg, []
+    for run in study.runs:
+        s = {**run.info.get("sampler", {}), **study.sampler}
+        lines.append(f"run **{run.name}**: {run.ckpt}; backbone {run.info['backbone']}, encoder "
+                     f"{run.info['encoder']}, {run.info['steps']} training steps, data {run.info.get('data', '?')}, "
+                     f"training seed {run.info.get('seed', '?')}; sampler {s.get('name', '?')}, N={s.get('N', '?')}")
+    lines.append("test sets: " + ", ".join(f"{n} ({p}, {len(list_audio(p / 'noisy'))} files)"
+                                           for n, p in study.sets.items()))
+    lines.append(f"guidance scales {', '.join(f'{float(w):g}' for w in cfg.guidance)} (0: null condition); "
+                 f"reference strategies {', '.join(study.references)}; "
+                 f"enhancement seed {cfg.get('seed', 0)}; device {cfg.get('device', 'cpu')}")
+    return lines
+
+
+def write_report(study: Study, tables: dict) -> str:
+    """report.md: the header and every set's tables; returns its text."""
+    oracle = any("oracle" in r for r in study.references) and any(float(w) > 0 for w in study.cfg.guidance)
+    parts = ["# Evaluation report" + (" — ORACLE references" if oracle else ""), ""]
+    parts += [f"- {line}" for line in header(study)]
+    for set_name, result in tables.items():
+        parts += ["", comparison.markdown(result, title(study, set_name)), f"![metric vs w]({set_name}/plot_vs_w.png)"]
+    text = "\n".join(parts) + "\n"
+    write_text_atomic(study.out_dir / "report.md", text)
+    return text
