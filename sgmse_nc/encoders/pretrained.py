@@ -41,6 +41,7 @@ from sgmse_nc.condition import Condition
 from sgmse_nc.encoders.base import Encoder
 from sgmse_nc.encoders.laion import (WeightsError, audio_config, build_tower, check_front_end, clap_projection,
                                      file_sha256, load_strict, read_weights, split_clap_state)
+from sgmse_nc.errors import UserError
 
 INPUT_RATE = 16000
 # librosa's `kaiser_best` (resampy) as torchaudio settings: 16 -> 48 / 32 kHz as the towers were fed.
@@ -63,8 +64,9 @@ def fill_clip(wav: torch.Tensor, min_samples: int, max_samples: int) -> torch.Te
     return wav
 
 
-class EmbeddingError(ValueError):
-    """A pre-trained tower returned a non-finite embedding (the reference holds NaN/inf, or the tower does)."""
+class EmbeddingError(UserError, ValueError):
+    """A pre-trained tower returned a non-finite embedding (the reference holds NaN/inf, or the tower does); the
+    message names the reference and the weight file to check."""
 
 
 def resample_to(wav: torch.Tensor, rate: int) -> torch.Tensor:
