@@ -314,12 +314,13 @@ def bench_folder(s, device):
             for i, seconds in enumerate(lengths):
                 write_audio(tmp / sub / f"f{i:02d}.wav", 0.1 * torch.randn(int(seconds * SAMPLE_RATE), generator=g),
                             SAMPLE_RATE)
-        times = {}
+        times, cpu_times = {}, {}  # CPU time too: on a shared machine wall time mostly measures the others
         for rnd, batch_size in enumerate([1, batch, 1, batch][: 2 * s["folder_rounds"]]):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             enhance_folder(ckpt, tmp / "noisy", tmp / f"out{rnd}", EnhanceOptions(
                 device=device, batch_size=batch_size, sampler={"N": s["folder_N"]}), ref_dir=tmp / "ref")
             times.setdefault(batch_size, []).append(time.perf_counter() - start)
+            cpu_times.setdefault(batch_size, []).append(time.process_time() - cpu)
         lsb = max(int(abs(sf.read(tmp / "out0" / f.name, dtype="int16")[0].astype(int)
                           - sf.read(tmp / "out1" / f.name, dtype="int16")[0].astype(int)).max())
                   for f in (tmp / "noisy").iterdir())
@@ -327,7 +328,8 @@ def bench_folder(s, device):
         row = {"files": s["folder_files"], "seconds": "/".join(f"{x:g}" for x in s["folder_seconds"]),
                "N": s["folder_N"], "batch1_s": one, f"batch{batch}_s": batched,
                "files_per_s_batch1": s["folder_files"] / one, "files_per_s_batched": s["folder_files"] / batched,
-               "speedup": one / batched, "max_int16_diff": lsb}
+               "speedup": one / batched, "cpu_speedup": min(cpu_times[1]) / min(cpu_times[batch]),
+               "max_int16_diff": lsb}
         model = model.to(device).eval()
         for seconds in (min(s["folder_seconds"]), max(s["folder_seconds"])):
             frames = -(-(int(seconds * SAMPLE_RATE) // 128 + 1) // 64) * 64
