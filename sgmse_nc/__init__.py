@@ -10,6 +10,7 @@ The pipeline, one package per stage; each uses only those listed before it:
     enhance/      in-memory enhancement (core), from disk (folder), the enhance command
     eval/         metrics (one registry), folder scoring, tables, plots, comparison, DNSMOS, diagnostics, report/
     train/        building and running a training, callbacks, validation metrics, the train command
+    study/        the study in miniature: data, matched runs over seeds, the report, paired intervals
 
 Commands (console scripts; the root train.py / enhance.py / evaluate.py are thin shims):
 
@@ -19,6 +20,7 @@ Commands (console scripts; the root train.py / enhance.py / evaluate.py are thin
     sgmse-report    the run-level report: every run x test set x guidance scale
     sgmse-prepare   build corpora and test sets (vbdmd, esc50, nonstationary)
     sgmse-demo      write the synthetic demo corpus
+    sgmse-study     the study in miniature on the demo corpus, one command (resumable)
 
 Every command exits 0 when done, 1 when partly done (the failures listed), 2 with one `error: ...` line for a
 problem the user can fix, 130 when interrupted (sgmse_nc.cli).

@@ -10,7 +10,7 @@ from tests.helpers import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "sgmse_nc"
 # The stages in import order; foundations are the top-level modules.
-STAGES = ["<foundations>", "nets", "encoders", "diffusion", "data", "enhance", "eval", "train"]
+STAGES = ["<foundations>", "nets", "encoders", "diffusion", "data", "enhance", "eval", "train", "study"]
 
 
 def module_name(path: Path) -> str:
