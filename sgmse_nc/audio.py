@@ -15,7 +15,7 @@ import torchaudio.functional as AF
 from sgmse_nc.errors import UserError
 from sgmse_nc.io import atomic_path
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # the default rate (SGMSE+'s); a model and a data config carry their own (spec.sample_rate)
 AUDIO_EXTENSIONS = (".wav", ".flac")
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from sgmse_nc.audio import SAMPLE_RATE
+from sgmse_nc.spec import DEFAULT_SAMPLE_RATE
+
 
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 UNREADABLE_FIX = "Replace or remove the file(s)."
@@ -51,13 +52,14 @@ class Problem:
 @dataclass(frozen=True)
 class Requirements:
     """What a tool accepts. `rate_fix` / `channels_fix` tell the user how to get there with that tool."""
-    sample_rate: int | None = SAMPLE_RATE  # None: any rate (the tool resamples)
-    rate_fix: str = f"Resample to {SAMPLE_RATE} Hz, e.g. `sox in.wav -r {SAMPLE_RATE} out.wav`."
+    sample_rate: int | None = DEFAULT_SAMPLE_RATE  # None: any rate (the tool resamples to working_rate)
+    rate_fix: str = f"Resample to {DEFAULT_SAMPLE_RATE} Hz, e.g. `sox in.wav -r {DEFAULT_SAMPLE_RATE} out.wav`."
     mono: bool = True  # False: any channel count (the tool down-mixes or splits)
     channels_fix: str = "Convert to mono, e.g. `sox in.wav -c 1 out.wav`."
-    min_samples: int = 1  # at the tool's working rate (sample_rate, or SAMPLE_RATE when any rate is taken)
+    min_samples: int = 1  # at the tool's working rate (sample_rate, or working_rate when any rate is taken)
     short_fix: str = "Remove the file(s) or use longer recordings."
     check_finite: bool = True
+    working_rate: int = DEFAULT_SAMPLE_RATE  # the rate a tool that takes any rate resamples to
 
 
 def inspect(path, req: Requirements = Requirements()) -> Header | Problem:
@@ -77,7 +79,7 @@ def inspect(path, req: Requirements = Requirements()) -> Header | Problem:
         return Problem(path, f"sample rate {header.sample_rate} Hz, {req.sample_rate} Hz is needed", req.rate_fix)
     if req.mono and header.channels > 1:
         return Problem(path, f"has {header.channels} channels, mono is needed", req.channels_fix)
-    rate = req.sample_rate or SAMPLE_RATE
+    rate = req.sample_rate or req.working_rate
     if header.samples_at(rate) < req.min_samples:
         return Problem(path, f"{header.samples_at(rate)} samples at {rate} Hz, at least {req.min_samples} are "
                              f"needed", req.short_fix)

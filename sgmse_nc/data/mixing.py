@@ -38,7 +38,7 @@ from sgmse_nc.data.noise_pool import AudioPool
 from sgmse_nc.data.noise_source import PoolSource
 from sgmse_nc.data.references import STRETCHES
 from sgmse_nc.data.sampling import example_draws, same_draws
-from sgmse_nc.spec import Spectrogram
+from sgmse_nc.spec import Spectrogram, dataset_rate
 
 def build_pools(noise_dirs, sample_rate: int = SAMPLE_RATE) -> tuple[list[AudioPool], list[float]]:
     """Pools from config entries: a folder path, or a mapping with `root` and optional `weight`, `labels`
@@ -71,9 +71,10 @@ class MixingDataset(Dataset):
                  snr_range: tuple[float, float] = (-5.0, 15.0), reference: str = "same_recording",
                  augment: NoiseAugment | Mapping | None = None, length: int | None = None, train: bool = False,
                  seed: int = 0, num_frames: int | None = 256, ref_seconds: float = 0.25,
-                 sample_rate: int = SAMPLE_RATE, min_speech_seconds: float = 0.5, snr_over_active: bool = True,
+                 sample_rate: int | None = None, min_speech_seconds: float = 0.5, snr_over_active: bool = True,
                  xcorr_threshold: float = DEFAULT_THRESHOLD, on_failure: str = "error"):
         self.spec = spec or Spectrogram()
+        sample_rate = dataset_rate(self.spec, sample_rate)
         self.sample_rate, self.train, self.seed, self.num_frames = sample_rate, train, seed, num_frames
         self.snr_range = (float(snr_range[0]), float(snr_range[1]))
         if self.snr_range[0] > self.snr_range[1]:

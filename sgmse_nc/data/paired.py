@@ -14,13 +14,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sgmse_nc.audio import SAMPLE_RATE, AudioError, list_audio, read_audio
+from sgmse_nc.audio import AudioError, list_audio, read_audio
 from sgmse_nc.data.example import crop_start, fit_length, make_example
 from sgmse_nc.data.sampling import example_draws
 from sgmse_nc.data.honesty import DEFAULT_THRESHOLD, Choice, ReferencePolicy
 from sgmse_nc.data.references import build_reference
 from sgmse_nc.errors import short_list
-from sgmse_nc.spec import Spectrogram
+from sgmse_nc.spec import Spectrogram, dataset_rate
 
 
 def mismatch_message(clean: dict, noisy: dict, clean_dir, noisy_dir) -> str | None:
@@ -56,12 +56,13 @@ class PairedFolderDataset(Dataset):
     """
 
     def __init__(self, root, subset: str, spec: Spectrogram | None = None, num_frames: int | None = 256,
-                 ref_seconds: float = 0.25, train: bool = False, sample_rate: int = SAMPLE_RATE,
+                 ref_seconds: float = 0.25, train: bool = False, sample_rate: int | None = None,
                  max_files: int | None = None, reference: str = "noise_ref_dir", manifest=None, ref_dir=None,
                  seed: int = 0, label_column: str = "noise_type", xcorr_threshold: float = DEFAULT_THRESHOLD,
                  on_failure: str = "error"):
         self.root, self.subset = Path(root), subset
         self.spec = spec or Spectrogram()
+        sample_rate = dataset_rate(self.spec, sample_rate)
         self.num_frames, self.train, self.sample_rate = num_frames, train, sample_rate
         self.ref_len = max(int(round(ref_seconds * sample_rate)), self.spec.n_fft)
         self.pairs = match_pairs(self.root / subset / "clean", self.root / subset / "noisy")

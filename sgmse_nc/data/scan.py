@@ -25,7 +25,8 @@ CACHE_VERSION = 1
 
 def prepare_fix(rate: int) -> str:
     return (f"Make a {rate} Hz copy with `python -m sgmse_nc.data.prepare vbdmd --src <the official download> "
-            f"--dst <new folder>` (it resamples and checks every file) and point the data config's root at it")
+            f"--dst <new folder> --sample-rate {rate}` (it resamples and checks every file) and point the data "
+            f"config's root at it, or choose the spec (spec=16k/24k/48k) of the files' rate")
 
 
 def scan_datamodule(datamodule) -> None:

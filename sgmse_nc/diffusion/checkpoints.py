@@ -13,12 +13,14 @@ the EMA weights; both lists are in `dnn.parameters()` order, which is the order 
 """
 from __future__ import annotations
 
+import inspect
 import pickle
 from pathlib import Path
 
 import torch
 
 from sgmse_nc.errors import UserError, short_list
+from sgmse_nc.nets.ncsnpp import NCSNpp
 
 DNN_PREFIX = "dnn."
 
@@ -182,9 +184,9 @@ def load_sgmse_checkpoint(path, use_ema: bool = True) -> dict:
         raise CheckpointError(f"{path}: no `dnn.` weights in its state_dict; not an SGMSE+ checkpoint.")
     hparams = _hparams(ckpt)
     backbone = hparams.get("backbone", "ncsnpp")
-    if backbone != "ncsnpp" or "all_modules.0.W" not in dnn:
-        raise CheckpointError(f"{path}: backbone {backbone!r} is not SGMSE+'s 'ncsnpp'; only ncsnpp "
-                              f"checkpoints can be loaded.")
+    if backbone not in SGMSE_LAYOUTS or "all_modules.0.W" not in dnn:
+        raise CheckpointError(f"{path}: backbone {backbone!r} is not one of SGMSE+'s NCSN++ layouts "
+                              f"({', '.join(SGMSE_LAYOUTS)}); it cannot be loaded.")
 
     names = list(dnn)
     ema = ckpt.get("ema") if isinstance(ckpt.get("ema"), dict) else {}
@@ -202,8 +204,8 @@ def load_sgmse_checkpoint(path, use_ema: bool = True) -> dict:
     else:
         weights = _from_list(names, collected, path, "collected_params") if state_is_ema else dnn
         ema_used = False
-    return {"backbone_state": dict(weights),
-            "hparams": hparams, "ema_used": ema_used}
+    return {"backbone_state": dict(weights), "hparams": hparams, "ema_used": ema_used,
+            "global_step": ckpt.get("global_step")}
 
 
 def load_backbone_weights(backbone: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
@@ -231,3 +233,67 @@ def load_backbone_weights(backbone: torch.nn.Module, state: dict[str, torch.Tens
     result = backbone.load_state_dict(state, strict=False)
     assert not result.unexpected_keys
     return list(result.missing_keys)
+
+
+# ---------------------------------------------------------------- SGMSE+ settings -> ours
+
+# SGMSE+'s backbone name -> the options of our NCSN++ that make it that network (conf/backbone/<name>.yaml)
+SGMSE_LAYOUTS = {
+    "ncsnpp": {},
+    "ncsnpp_v2": {"scale_by_sigma": False, "negate_output": False, "pad_mode": "reflection"},
+    "ncsnpp_48k": {"attn_resolutions": [], "progressive": "none", "progressive_input": "none",
+                   "sigma_division": "after_output", "pad_mode": "reflection"},
+}
+_SIZE_KEYS = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "centered")  # read from the hparams when set
+_SUPPORTED = {  # hyper-parameter -> the values our model reproduces (a missing one has SGMSE+'s default)
+    "transform_type": ("exponent",), "window": ("hann",), "normalize": ("noisy",), "c_in": ("1",),
+    "c_out": ("1",), "c_skip": ("0",), "loss_type": ("score_matching", "data_prediction"),
+    "network_scaling": (None, "1/t"), "sde": ("ouve", "sbve"), "embedding_type": ("fourier",),
+    "resblock_type": ("biggan",), "progressive_combine": ("sum",), "fir": (True,)}
+
+
+def sgmse_model_config(hparams: dict, path) -> dict:
+    """Our ScoreModel's arguments for an SGMSE+ checkpoint's hyper-parameters: its backbone layout and sizes, SDE,
+    spectrogram settings and rate, loss type and the sampler its enhancement.py runs. Settings our model does not
+    reproduce are refused with a CheckpointError naming them (never silently run differently)."""
+    layout = hparams.get("backbone", "ncsnpp")
+    if layout not in SGMSE_LAYOUTS:
+        raise CheckpointError(f"{path}: backbone {layout!r} is not one of SGMSE+'s NCSN++ layouts "
+                              f"({', '.join(SGMSE_LAYOUTS)}); it cannot be read.")
+    odd = {k: hparams[k] for k, ok in _SUPPORTED.items() if k in hparams and hparams[k] not in ok}
+    if odd:
+        raise CheckpointError(f"{path}: SGMSE+ settings this model does not reproduce: "
+                              + ", ".join(f"{k}={v!r} (ours: {' / '.join(map(repr, _SUPPORTED[k]))})"
+                                          for k, v in odd.items()) + ". It cannot be used here.")
+    backbone = {"_target_": "sgmse_nc.nets.ncsnpp.NCSNpp", **SGMSE_LAYOUTS[layout],
+                **{k: hparams[k] for k in _SIZE_KEYS if k in hparams}}
+    if layout == "ncsnpp_v2" and hparams.get("network_scaling") == "1/t":  # F / t after the output layer
+        backbone.update(scale_by_sigma=True, sigma_division="after_output")
+    rate = 48000 if layout == "ncsnpp_48k" else 16000  # as sp-uhh/sgmse's enhancement.py decides it
+    spec = {"n_fft": hparams.get("n_fft", 510), "hop_length": hparams.get("hop_length", 128),
+            "alpha": hparams.get("spec_abs_exponent", 0.5), "beta": hparams.get("spec_factor", 0.15),
+            "sample_rate": rate}
+    t_eps = hparams.get("t_eps", 0.03)
+    if hparams.get("sde", "ouve") == "sbve":
+        sde = {"name": "sb", "k": hparams.get("k", 2.6), "c": hparams.get("c", 0.4), "eps": hparams.get("eps", 1e-8),
+               "t_eps": t_eps}
+        sampler = {"name": "sb_ode", "N": hparams.get("N", 50)}
+        if hparams.get("sampler_type", "ode") != "ode":
+            sampler = {"name": "sb_sde", "N": hparams.get("N", 50)}
+    else:
+        sde = {"name": "ouve", "theta": hparams.get("theta", 1.5), "sigma_min": hparams.get("sigma_min", 0.05),
+               "sigma_max": hparams.get("sigma_max", 0.5), "t_eps": t_eps}
+        sampler = {"name": "pc", "N": 30, "snr": 0.5, "corrector_steps": 1}  # enhancement.py's defaults
+    return {"backbone": backbone, "encoder": {"name": "none"}, "sde": sde, "spec": spec, "sampler": sampler,
+            "loss_type": hparams.get("loss_type", "score_matching")}
+
+
+def sgmse_layout_differences(ours: dict, theirs: dict) -> list[str]:
+    """Settings of an SGMSE+ checkpoint's network (sgmse_model_config) that a backbone config of ours lacks and
+    its weights cannot reveal (sizes and structure are checked on the weights, load_backbone_weights):
+    `init_from_sgmse` into such a backbone would change what the weights compute."""
+    defaults = {k: p.default for k, p in inspect.signature(NCSNpp).parameters.items()}
+    keys = ("centered", "negate_output", "pad_mode", "scale_by_sigma", "sigma_division")  # sizes: the weights tell
+    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return [f"backbone.{k}={norm(theirs.get(k, defaults[k]))!r} (yours: {norm(ours.get(k, defaults[k]))!r})"
+            for k in keys if norm(ours.get(k, defaults[k])) != norm(theirs.get(k, defaults[k]))]

@@ -28,6 +28,19 @@ def _plain(node):
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
+def backbone_for(backbone: dict, spec: Spectrogram) -> dict:
+    """The backbone node with its frequency size taken from the spectrogram (n_fft // 2 + 1) when it names
+    none; one that names another size is refused (it could never see this spectrogram)."""
+    size = backbone.get("image_size")
+    if size is None:
+        return {**backbone, "image_size": spec.num_bins}
+    if size != spec.num_bins:
+        raise ValueError(f"backbone.image_size={size} but the spectrogram (n_fft {spec.n_fft}) has {spec.num_bins} "
+                         f"frequency bins; drop backbone.image_size (it follows spec.n_fft) or set it to "
+                         f"{spec.num_bins}")
+    return backbone
+
+
 class ScoreModel(pl.LightningModule):
     def __init__(self, backbone: dict, encoder: dict | None = None, sde: dict | None = None,
                  spec: dict | None = None, sampler: dict | None = None, lr: float = 1e-4,
@@ -43,13 +56,14 @@ class ScoreModel(pl.LightningModule):
         init_seed = int(torch.randint(0, 2**62, ())) if init_seed is None else init_seed
         with seeded_stream(init_seed, "encoder"):
             self.encoder = build_encoder(**(encoder or {"name": "none"}))
+        self.spec = Spectrogram.from_config(spec)  # holds the sample rate (16 kHz when a checkpoint names none)
         with seeded_stream(init_seed, "backbone"):
             # `dnn` mirrors SGMSE+'s attribute name, so its checkpoints' `dnn.*` keys map one to one.
-            self.dnn = instantiate(backbone, cond_dim=self.encoder.embed_dim, token_dim=self.encoder.token_dim)
+            self.dnn = instantiate(backbone_for(backbone, self.spec), cond_dim=self.encoder.embed_dim,
+                                   token_dim=self.encoder.token_dim)
         if loss_type not in LOSS_TYPES:
             raise ValueError(f"model.loss_type={loss_type!r}: choose one of {sorted(LOSS_TYPES)}.")
         self.sde = build_sde(**(sde or {}))
-        self.spec = Spectrogram(**{k: v for k, v in (spec or {}).items() if k != "_target_"})
         self.sampler_cfg = dict(sampler or {"name": "pc"})   # the settings enhance_spec runs by default
         check_sampler(self.sde, **self.sampler_cfg)           # at build time, not at the first validation
         self.loss_type, self.l1_weight = loss_type, l1_weight
@@ -82,6 +96,16 @@ class ScoreModel(pl.LightningModule):
     @property
     def time_multiple(self) -> int:
         return getattr(self.dnn, "time_multiple", 64)
+
+    @property
+    def pad_mode(self) -> str:
+        """How the time axis is padded to `time_multiple` (zeros; reflection for SGMSE+'s ncsnpp_v2 / 48k)."""
+        return getattr(self.dnn, "pad_mode", "zeros")
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate the model works at (its spectrogram settings'); enhancement resamples other input to it."""
+        return self.spec.sample_rate
 
     # ---- training ---------------------------------------------------------------------------------------
     def seed_streams(self, seed: int, rank: int = 0, step: int = 0) -> None:
@@ -126,12 +150,38 @@ class ScoreModel(pl.LightningModule):
         self.ema = ParameterEMA(self, self.ema.decay)
 
     def init_from_sgmse(self, path) -> None:
-        """Warm-start the backbone from a published SGMSE+ checkpoint (its EMA weights); the conditioning
-        layers keep their zero init, so the model starts as exactly that SGMSE+ model."""
-        from sgmse_nc.diffusion.checkpoints import load_backbone_weights, load_sgmse_checkpoint
+        """Warm-start the backbone from a published SGMSE+ checkpoint of any layout (its EMA weights); the
+        conditioning layers keep their zero init, so the model starts as exactly that SGMSE+ model. A backbone or
+        spectrogram that would compute something else with those weights is refused, naming the settings."""
+        from sgmse_nc.diffusion.checkpoints import (load_backbone_weights, load_sgmse_checkpoint,
+                                                    sgmse_layout_differences, sgmse_model_config)
 
-        load_backbone_weights(self.dnn, load_sgmse_checkpoint(path)["backbone_state"])
+        loaded = load_sgmse_checkpoint(path)
+        theirs = sgmse_model_config(loaded["hparams"], path)
+        differ = sgmse_layout_differences(self.hparams.backbone, theirs["backbone"])
+        spec = Spectrogram.from_config(theirs["spec"])
+        if spec != self.spec:
+            differ.append(f"spec={spec} (yours: {self.spec})")
+        if differ:
+            layout = loaded["hparams"].get("backbone", "ncsnpp")
+            raise CheckpointError(f"{path}: an SGMSE+ '{layout}' checkpoint; this model's settings differ: "
+                                  f"{'; '.join(differ)}. Train with backbone={layout} and the checkpoint's spec "
+                                  f"(e.g. spec=48k sde=ouve_48k for ncsnpp_48k).")
+        load_backbone_weights(self.dnn, loaded["backbone_state"])
         self.reset_ema()
+
+    @classmethod
+    def from_sgmse(cls, path, map_location="cpu", use_ema: bool = True) -> "ScoreModel":
+        """A published SGMSE+ checkpoint (ncsnpp, ncsnpp_v2, ncsnpp_48k; OUVE or Schrödinger bridge) as our model,
+        unconditional, with its own backbone, SDE, spectrogram settings, rate, padding rule and sampler, read
+        without sgmse's classes (sgmse_nc.diffusion.checkpoints)."""
+        from sgmse_nc.diffusion.checkpoints import load_backbone_weights, load_sgmse_checkpoint, sgmse_model_config
+
+        loaded = load_sgmse_checkpoint(path, use_ema=use_ema)
+        model = cls(**sgmse_model_config(loaded["hparams"], path))
+        load_backbone_weights(model.dnn, loaded["backbone_state"])
+        model.reset_ema()
+        return model.to(map_location).eval()
 
     def configure_optimizers(self):
         return torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.lr)
@@ -191,7 +241,7 @@ class ScoreModel(pl.LightningModule):
         sampler settings; `callback` is the sampler's per-step hook.
         """
         frames = y.shape[-1]
-        y = pad_frames(y, self.time_multiple)
+        y = pad_frames(y, self.time_multiple, self.pad_mode)
         null, scale = None, 1.0
         if self.conditional:
             if cond is None:

@@ -19,6 +19,7 @@ once on the device before the loop, and no loop step waits for the host.
 """
 from __future__ import annotations
 
+
 import inspect
 from dataclasses import dataclass
 from typing import Callable
@@ -71,6 +72,7 @@ class Sampler:
     takes: str                      # "score" or "data": how it reads the network
     default_N: int                  # steps when neither the checkpoint nor the user says
     sdes: tuple[str, ...] | None    # the SDEs it is defined for (None: every SDE in sde.py)
+    schedule: Callable | None = None  # (N, sde, rho, device) -> its own time grid (None: get_timesteps)
 
     @property
     def options(self) -> list[str]:
@@ -84,9 +86,9 @@ RUN_ARGUMENTS = ("x", "generator", "callback")  # every sampler's per-call argum
 SAMPLERS: dict[str, Sampler] = {}
 
 
-def register(name: str, takes: str, default_N: int, sdes: tuple[str, ...] | None = None):
+def register(name: str, takes: str, default_N: int, sdes: tuple[str, ...] | None = None, schedule=None):
     def add(fn):
-        SAMPLERS[name] = Sampler(fn, takes, default_N, sdes)
+        SAMPLERS[name] = Sampler(fn, takes, default_N, sdes, schedule)
         return fn
     return add
 
@@ -140,7 +142,8 @@ def sample(model_fn: ModelFn, produces: str, sde: GaussianSDE, y: torch.Tensor, 
     Unknown options and samplers not defined for this SDE are refused with the valid choices.
     """
     sampler = check_sampler(sde, name, **options)
-    ts = get_timesteps(N or sampler.default_N, sde.T, sde.t_eps, rho, device=y.device)
+    schedule = sampler.schedule or (lambda n, sde, rho, device: get_timesteps(n, sde.T, sde.t_eps, rho, device))
+    ts = schedule(N or sampler.default_N, sde, rho, y.device)
     return sampler.fn(as_prediction(model_fn, produces, sampler.takes, sde, y), sde, y, ts, **options)
 
 
@@ -232,7 +235,8 @@ def dpm_sampler(data_fn: ModelFn, sde: GaussianSDE, y: torch.Tensor, timesteps: 
 
         u_s = (std_s / std_t) u_t + α_s (1 − e^{−h}) (D − y),
 
-    with D = x̂0 (order 1: DDIM; on sde=sb exactly SGMSE+'s Schrödinger-bridge ODE sampler) or, for order 2,
+    with D = x̂0 (order 1: DDIM; on sde=sb the first-order Schrödinger-bridge ODE step, evaluated at the step's
+    start where SGMSE+'s `sb_ode` evaluates at its end) or, for order 2,
     the multistep extrapolation (1 + 1/2r) x̂0 − (1/2r) x̂0_prev, r = h_prev / h. Steps that end at std = 0
     (t = 0) return x̂0 itself. One evaluation per step.
     """
@@ -279,4 +283,52 @@ def sb_sde_sampler(data_fn: ModelFn, sde: GaussianSDE, y: torch.Tensor, timestep
         x0 = data_fn(x, timesteps[i].expand(B))
         x = rho[i] * x + (1 - rho[i]) * x0 + noise[i] * randn_like(x, generator)
         _report(callback, i=i, t=timesteps[i], x=x, denoised=x0)
+    return x, N
+
+
+SB_ODE_T_MIN = 1e-4  # sp-uhh/sgmse's get_sb_sampler(eps=1e-4): its enhancement never passes another
+
+
+def sb_ode_timesteps(N: int, sde: GaussianSDE, rho: float = 1.0, device=None) -> torch.Tensor:
+    """SGMSE+'s SB grid: N + 1 times evenly from T down to 1e-4 (rho is not defined for it)."""
+    if rho != 1.0:
+        raise ValueError("sampler 'sb_ode' runs SGMSE+'s linear grid; rho must be 1")
+    if N < 1:
+        raise ValueError(f"the number of sampler steps N must be at least 1, got {N}")
+    return torch.linspace(sde.T, SB_ODE_T_MIN, N + 1, device=device)
+
+
+def _sb_sigmas(sde: GaussianSDE, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """σ_t, σ_T and σ̄_t = sqrt(σ_T² − σ_t² + eps) in float32 by the reference's own expressions (σ_T from the
+    number T, σ_t from the time tensor): its first step divides by σ̄_T ≈ sqrt(eps), where their rounding shows."""
+    log_k = 2 * torch.log(torch.tensor(sde.k))
+    sigma_t = torch.sqrt((sde.c * (sde.k ** (2 * t) - 1.0)) / log_k)
+    sigma_T = torch.sqrt((sde.c * (sde.k ** (2 * sde.T) - 1.0)) / log_k)
+    return sigma_t, sigma_T, torch.sqrt(sigma_T ** 2 - sigma_t ** 2 + sde.eps)
+
+
+@register("sb_ode", takes="data", default_N=50, sdes=("sb",), schedule=sb_ode_timesteps)
+@torch.no_grad()
+def sb_ode_sampler(data_fn: ModelFn, sde: GaussianSDE, y: torch.Tensor, timesteps: torch.Tensor,
+                   x: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                   callback: Callback | None = None):
+    """sp-uhh/sgmse's Schrödinger-bridge ODE sampler as its published SB models were run (`sbve`, N = the
+    checkpoint's, 50 by default): from x_T = y, each step to time s evaluates the network at s (the step's end,
+    as the reference does) and takes x_s = a x + b x̂0 + c y with the first-order weights of Jukić et al.,
+    eps guards and float32 arithmetic as there. (`sb`, DPM-Solver++ of order 1, evaluates at the step's start
+    and ends at t = 0.)"""
+    B, N, eps = y.shape[0], len(timesteps) - 1, sde.eps
+    x = sde.prior_sampling(y, generator) if x is None else x
+    sig_prev, sig_T, bar_prev = _sb_sigmas(sde, timesteps[0].expand(B).float())
+    for i in range(N):
+        t = timesteps[i + 1].expand(B).float()
+        sig_t, _, bar_t = _sb_sigmas(sde, t)
+        x0 = data_fn(x, t)
+        w_prev = sig_t * bar_t / (sig_prev * bar_prev + eps)
+        w_est = 1 / (sig_T ** 2 + eps) * (bar_t ** 2 - bar_prev * sig_t * bar_t / (sig_prev + eps))
+        w_y = 1 / (sig_T ** 2 + eps) * (sig_t ** 2 - sig_prev * sig_t * bar_t / (bar_prev + eps))
+        w_prev, w_est, w_y = (w[:, None, None, None].to(y.device) for w in (w_prev, w_est, w_y))
+        x = w_prev * x + w_est * x0 + w_y * y
+        sig_prev, bar_prev = sig_t, bar_t
+        _report(callback, i=i, t=timesteps[i + 1], x=x, denoised=x0)
     return x, N

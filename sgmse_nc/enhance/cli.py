@@ -26,7 +26,9 @@ def parse_args(argv=None):
     import argparse
 
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
+    p.add_argument("--ckpt", required=True,
+                   help="checkpoint written by train.py, or a published SGMSE+ checkpoint (ncsnpp, ncsnpp_v2, "
+                        "ncsnpp_48k; OUVE or Schrödinger bridge), run unconditionally with its own settings")
     p.add_argument("--noisy", required=True,
                    help="folder of noisy wav/flac files (searched recursively), one file, or a list file")
     p.add_argument("--out", required=True, help="output folder (same relative names); existing files are skipped")
@@ -62,7 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=lambda v: v if v == "auto" else int(v), default=1,
                    help="CPU threads: a number, or auto = the cores free now (default 1: safe on a shared machine)")
     p.add_argument("--resample", action="store_true",
-                   help="accept non-16 kHz input (resampled in and back out, at the input's length)")
+                   help="accept input at another rate than the model's (16 kHz, or 48 kHz for a 48 kHz model): "
+                        "resampled in and back out, at the input's rate and length")
     p.add_argument("--overwrite", action="store_true", help="re-enhance files already in --out")
     p.add_argument("--seed", type=int, default=0, help="with each file's name, fixes its randomness")
     p.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")

@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from sgmse_nc.audio import SAMPLE_RATE
 from sgmse_nc.condition import stack_conditions
 from sgmse_nc.errors import UserError
-from sgmse_nc.spec import peak_normalise
+from sgmse_nc.spec import pad_to, peak_normalise
 
 if TYPE_CHECKING:
     from sgmse_nc.diffusion.model import ScoreModel  # imported when a model is loaded: checks and errors stay fast
@@ -34,7 +33,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_SECONDS = 20.0  # longer files are enhanced in chunks (0: whole files, memory grows with length)
 MIN_CHUNK_SECONDS = 0.5  # the STFT needs n_fft samples and the U-Net 64-frame blocks (0.51 s): shorter is padding
 OVERLAP_SECONDS = 0.5
-MIN_INPUT_SAMPLES = 510  # one STFT window (n_fft) at 16 kHz
+MIN_INPUT_SAMPLES = 510  # one STFT window (n_fft) at 16 kHz; a model with a longer window needs its n_fft
 SILENT_REFERENCE_RMS = 1e-4  # -80 dBFS: a reference this quiet describes no noise
 CHANNEL_MODES = ("mix", "each")  # multi-channel input: down-mix to mono, or enhance each channel
 
@@ -187,8 +186,10 @@ def enhance_batch(model: ScoreModel, units: list[Unit], streams: list[Stream], g
     ys, frames = [], []
     for u, stream in zip(units, streams):
         y = spec.to_spec((stream.wav[u.start:u.stop] / stream.norm).to(device))
-        frames.append(y.shape[-1])  # the padding frames must go before the inverse STFT (they skew its envelope)
-        ys.append(torch.nn.functional.pad(y, (0, u.frames - y.shape[-1])))
+        # Zero-padding frames go before the inverse STFT (their estimate is not of the signal: it skews the
+        # window envelope at the end); reflected frames stay, as sp-uhh/sgmse's enhancement.py keeps them.
+        frames.append(u.frames if model.pad_mode == "reflection" else y.shape[-1])
+        ys.append(pad_to(y, u.frames, model.pad_mode))
     generators = None
     if all(u.seed is not None for u in units):
         generators = [torch.Generator(device=device).manual_seed(u.seed) for u in units]
@@ -201,15 +202,20 @@ def enhance_batch(model: ScoreModel, units: list[Unit], streams: list[Stream], g
 @torch.no_grad()
 def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch.Tensor | None] | None = None,
             batch_size: int | None = None, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-            overlap_seconds: float = OVERLAP_SECONDS, sample_rate: int = SAMPLE_RATE,
+            overlap_seconds: float = OVERLAP_SECONDS, sample_rate: int | None = None,
             guidance_scale: float | None = None, seed: int | None = 0, names: list[str] | None = None,
             **sampler_overrides) -> list[torch.Tensor]:
-    """Enhance 16 kHz mono waveforms [T_i]; returns waveforms of the same lengths, on the CPU.
+    """Enhance mono waveforms [T_i] at the model's rate (`model.sample_rate`; sample_rate, when given, must be
+    it); returns waveforms of the same lengths, on the CPU.
 
     references: per file a noise-only waveform or None (null condition → unconditional score).
     chunk_seconds > 0 cuts longer files into chunks (bounded memory on long recordings); 0: whole files.
     names: what seeds each file's randomness together with `seed` (default: its index).
     """
+    if sample_rate is not None and sample_rate != model.sample_rate:
+        raise UserError(f"the waveforms are at {sample_rate} Hz but the model works at {model.sample_rate} Hz; "
+                        f"resample them (sgmse_nc.audio.resample_audio) first")
+    sample_rate = model.sample_rate
     references = references or [None] * len(noisy)
     batch_size = default_batch_size(model.device) if batch_size is None else batch_size
     names = names or [str(i) for i in range(len(noisy))]

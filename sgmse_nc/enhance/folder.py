@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from sgmse_nc.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, AudioError, list_audio, read_audio, resample_audio, rms, write_audio
+from sgmse_nc.audio import AUDIO_EXTENSIONS, AudioError, list_audio, read_audio, resample_audio, rms, write_audio
 from sgmse_nc.checks import Header, Problem, Requirements, check_audio_files, problems_message
 from sgmse_nc.errors import Interrupted, UserError
 from sgmse_nc.io import input_holding, refuse_other_params, remove_leftovers, write_json
+from sgmse_nc.spec import DEFAULT_SAMPLE_RATE, Spectrogram
 
 if TYPE_CHECKING:
     from sgmse_nc.diffusion.model import ScoreModel  # imported when a model is loaded: checks and errors stay fast
@@ -121,13 +122,16 @@ def check_out_dir(out_dir: Path, inputs: list[Input], folders: dict[str, Path | 
                         f"`out`, or fix the folder's permissions.") from None
 
 
-def check_inputs(inputs: list[Input], resample: bool, channels: str | None
+def check_inputs(inputs: list[Input], resample: bool, channels: str | None, spec: Spectrogram = Spectrogram()
                  ) -> tuple[dict[Path, Header], dict[Path, Problem]]:
-    """Headers of every noisy file and reference; problems by input name (the first one of each input)."""
-    rate_fix = "Pass `resample=True` (resampled to 16 kHz and back), or resample the file(s) to 16 kHz."
-    req = Requirements(sample_rate=None if resample else SAMPLE_RATE, rate_fix=rate_fix, mono=channels is None,
+    """Headers of every noisy file and reference; problems by input name (the first one of each input).
+    spec: the model's spectrogram settings (its sample rate; one STFT window is the shortest input)."""
+    khz = f"{spec.sample_rate / 1000:g} kHz"
+    rate_fix = f"Pass `resample=True` (resampled to the model's {khz} and back), or resample the file(s) to {khz}."
+    req = Requirements(sample_rate=None if resample else spec.sample_rate, rate_fix=rate_fix,
+                       mono=channels is None, working_rate=spec.sample_rate,
                        channels_fix="Pass `channels='mix'` (down-mix) or `channels='each'` (every channel "
-                                    "enhanced), or convert to mono.", min_samples=MIN_INPUT_SAMPLES)
+                                    "enhanced), or convert to mono.", min_samples=max(MIN_INPUT_SAMPLES, spec.n_fft))
     missing = {i.name: Problem(i.reference, "no noise reference of this name",
                                "Add a same-named noise-only file to `ref_dir`, or drop `ref_dir` (unconditional).")
                for i in inputs if i.reference is not None and not i.reference.is_file()}
@@ -144,26 +148,47 @@ def check_inputs(inputs: list[Input], resample: bool, channels: str | None
 
 
 def load_model(ckpt, device: str = "cpu", use_ema: bool = True, encoder_weights=None) -> "ScoreModel":
+    """A checkpoint of ours, or a published SGMSE+ one (unconditional, with its own settings)."""
     from sgmse_nc.diffusion.model import ScoreModel
 
     path = Path(ckpt)
-    _read_checkpoint(path)
+    info = read_checkpoint_info(path)
     try:
+        if info["kind"] == "sgmse":
+            return ScoreModel.from_sgmse(path, map_location=device, use_ema=use_ema)
         return ScoreModel.load_for_inference(path, map_location=device, use_ema=use_ema,
                                              encoder_weights=encoder_weights)
     except (ValueError, FileNotFoundError) as err:
         raise UserError(str(err)) from err
 
 
-def _read_checkpoint(path: Path) -> dict:
-    """The checkpoint's content without building the model (UserError when it is none of ours)."""
-    from sgmse_nc.diffusion.checkpoints import read_our_checkpoint
+def checkpoint_spec(state: dict) -> Spectrogram:
+    """The spectrogram settings (and sample rate) a checkpoint of ours was trained with."""
+    return Spectrogram.from_config(state["hyper_parameters"].get("spec"))
+
+
+def read_checkpoint_info(path: Path) -> dict:
+    """What enhancement needs to know before loading the model: {"kind": "ours" | "sgmse", "spec", "step"}.
+    A file that is neither ours nor an SGMSE+ checkpoint we can read is a UserError naming it."""
+    from sgmse_nc.diffusion.checkpoints import (CheckpointError, load_sgmse_checkpoint, read_our_checkpoint,
+                                                sgmse_model_config)
+    fix = ("Point `ckpt` at a .ckpt written by train.py (e.g. outputs/<run>/checkpoints/last.ckpt) or a "
+           "published SGMSE+ checkpoint.")
     try:
-        return read_our_checkpoint(path)
-    except (ValueError, FileNotFoundError) as err:
-        raise UserError(f"`ckpt` {err}. Point `ckpt` at a .ckpt written by train.py (e.g. outputs/<run>/"
-                        f"checkpoints/last.ckpt); a published SGMSE+ checkpoint is used through training's "
-                        f"init_from_sgmse=<path>.") from None
+        state = read_our_checkpoint(path)
+        return {"kind": "ours", "spec": checkpoint_spec(state), "step": state.get("global_step")}
+    except FileNotFoundError as err:
+        raise UserError(f"`ckpt` {err}. {fix}") from None
+    except CheckpointError as ours:
+        try:  # a published SGMSE+ checkpoint? (read with the restricted unpickler: no foreign code runs)
+            loaded = load_sgmse_checkpoint(path)
+        except CheckpointError:
+            raise UserError(f"`ckpt` {ours}. {fix}") from None
+    try:
+        config = sgmse_model_config(loaded["hparams"], path)
+    except CheckpointError as err:
+        raise UserError(f"`ckpt` {err}") from None
+    return {"kind": "sgmse", "spec": Spectrogram.from_config(config["spec"]), "step": loaded["global_step"]}
 
 
 REF_STRATEGIES = ("noise_ref_dir", "from_noisy_pauses", "none")
@@ -182,7 +207,7 @@ class EnhanceOptions:
     sampler: dict = field(default_factory=dict)  # the checkpoint's sampler settings to change: name, N, snr, ...
     ref_strategy: str | None = None  # noise_ref_dir (the default with a ref_dir), from_noisy_pauses or none
     ref_seconds: float = 1.0  # the reference length of from_noisy_pauses
-    resample: bool = False  # accept other rates than 16 kHz (resampled in and back out)
+    resample: bool = False  # accept other rates than the model's (resampled in and back out)
     channels: str | None = None  # multi-channel input: "mix" (down-mix), "each" (every channel), None (refuse)
     seed: int | None = 0  # with each file's name, fixes its randomness
     use_ema: bool = True  # the EMA weights (False: the raw ones)
@@ -228,12 +253,13 @@ def enhance_folder(ckpt, noisy, out, options: EnhanceOptions | None = None, ref_
     out_dir = Path(out)
     inputs, folder = collect_inputs(noisy, ref_dir)
     check_out_dir(out_dir, inputs, {"noisy": folder, "ref_dir": ref_dir})
-    headers, problems = check_inputs(inputs, options.resample, options.channels)
+    info = read_checkpoint_info(Path(ckpt))  # its rate and STFT settings decide which inputs it can take
+    headers, problems = check_inputs(inputs, options.resample, options.channels, info["spec"])
     if problems and not options.skip_bad:
         raise UserError(problems_message(list(problems.values()), len(inputs), "nothing was enhanced",
                                          f"or pass `skip_bad=True` to enhance the {len(inputs) - len(problems)} "
                                          f"others"))
-    settings = options.settings(ckpt, _read_checkpoint(Path(ckpt)).get("global_step"), ref_dir, strategy)
+    settings = options.settings(ckpt, info["step"], ref_dir, strategy)
     _check_settings(out_dir, settings, options.overwrite)
     remove_leftovers(out_dir)  # temporary files of writes a killed run left behind
     usable = [i for i in inputs if i.name not in problems]
@@ -270,6 +296,7 @@ class _FolderRun:
         self.pause_seconds = pause_seconds  # from_noisy_pauses: references from each input's own pauses
         self.model, self.inputs, self.headers, self.done, self.out_dir = model, inputs, headers, done, out_dir
         self.options, self.summary = options, summary
+        self.rate = rate = model.sample_rate  # inputs at other rates are resampled to it (resample=True) and back
         self.streams: list[tuple[int, int]] = []  # (input, channel); channel -1: mono or down-mixed
         self.streams_of: dict[int, list[int]] = {}  # input -> its streams
         lengths, seeds = [], []
@@ -279,10 +306,10 @@ class _FolderRun:
             for c in (range(header.channels) if split else [-1]):
                 self.streams_of.setdefault(k, []).append(len(self.streams))
                 self.streams.append((k, c))
-                lengths.append(header.samples_at(SAMPLE_RATE))
+                lengths.append(header.samples_at(rate))
                 name = item.name.as_posix() + (f"#{c}" if c >= 0 else "")
                 seeds.append(stream_seed(options.seed, name))
-        chunk, overlap = chunk_samples(options.chunk_seconds, SAMPLE_RATE, OVERLAP_SECONDS)
+        chunk, overlap = chunk_samples(options.chunk_seconds, rate, OVERLAP_SECONDS)
         self.plan = Plan.make(lengths, seeds, chunk, overlap, batch_size, model.spec.hop_length,
                               model.time_multiple)
         self.loaded: dict[int, dict[int, Stream]] = {}  # input -> {stream index: Stream}
@@ -322,12 +349,12 @@ class _FolderRun:
             return k in self.loaded
         resample = self.options.resample
         try:
-            noisy = read_audio(item.noisy, SAMPLE_RATE, resample=resample, mono="all")
+            noisy = read_audio(item.noisy, self.rate, resample=resample, mono="all")
             reference = None
             if self.pause_seconds is not None:
-                reference = pause_reference(item.noisy, noisy.mean(0), self.pause_seconds)
+                reference = pause_reference(item.noisy, noisy.mean(0), self.pause_seconds, self.rate)
             elif item.reference is not None:
-                reference = read_audio(item.reference, SAMPLE_RATE, resample=resample, mono="mean",
+                reference = read_audio(item.reference, self.rate, resample=resample, mono="mean",
                                        min_samples=self.model.spec.n_fft)
                 if rms(reference) < SILENT_REFERENCE_RMS:
                     log.warning("%s: the noise reference is silent (RMS below -80 dBFS); %s is enhanced with the "
@@ -339,7 +366,7 @@ class _FolderRun:
             self.summary["failed"][item.name.as_posix()] = str(err)
             self.bar.update(1)
             return False
-        planned = self.headers[item.noisy].samples_at(SAMPLE_RATE)  # what the batches were planned with
+        planned = self.headers[item.noisy].samples_at(self.rate)  # what the batches were planned with
         noisy = torch.nn.functional.pad(noisy[:, :planned], (0, max(0, planned - noisy.shape[-1])))
         self.loaded[k] = {s: Stream.prepare(self.model, noisy.mean(0) if c < 0 else noisy[c], reference)
                           for s in self.streams_of[k] for c in [self.streams[s][1]]}
@@ -349,8 +376,8 @@ class _FolderRun:
         item = self.inputs[k]
         header = self.headers[item.noisy]
         wav = torch.stack([self.plan.join(s, streams[s].pieces) for s in sorted(streams)])
-        if header.sample_rate != SAMPLE_RATE:  # give the user back the rate and the exact length they gave us
-            wav = resample_audio(wav, SAMPLE_RATE, header.sample_rate)
+        if header.sample_rate != self.rate:  # give the user back the rate and the exact length they gave us
+            wav = resample_audio(wav, self.rate, header.sample_rate)
         wav = torch.nn.functional.pad(wav[:, :header.frames], (0, max(0, header.frames - wav.shape[-1])))
         path = self.out_dir / item.name
         try:
@@ -362,12 +389,12 @@ class _FolderRun:
         self.bar.update(1)
 
 
-def pause_reference(path, noisy: torch.Tensor, seconds: float) -> torch.Tensor:
+def pause_reference(path, noisy: torch.Tensor, seconds: float, sample_rate: int = DEFAULT_SAMPLE_RATE) -> torch.Tensor:
     """A reference from the pauses of `noisy` (the from_noisy_pauses strategy); NoPauseError names the file."""
     from sgmse_nc.data.pauses import NoPauseError, reference_from_noisy_pauses
 
     try:
-        return reference_from_noisy_pauses(noisy, SAMPLE_RATE, seconds)
+        return reference_from_noisy_pauses(noisy, sample_rate, seconds)
     except NoPauseError as err:
         raise NoPauseError(f"{path}: {err}") from None
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from sgmse_nc.audio import SAMPLE_RATE
 from sgmse_nc.cli import ArgumentParser, run_main
 from sgmse_nc.eval import paired
 from sgmse_nc.eval.comparison import NOISY, System, compare, write
@@ -45,7 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="processes computing metrics in parallel")
     parser.add_argument("--pesq-mode", choices=("wb", "nb"), default="wb", help="PESQ wide-band or narrow-band")
     parser.add_argument("--no-estoi", action="store_true", help="skip ESTOI")
-    parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help="rate the metrics are computed at")
+    parser.add_argument("--sample-rate", type=int, default=None,
+                        help="rate the files are read at (default: the clean files' own). PESQ is computed at 16 kHz "
+                             "(wide band; 8 kHz narrow), ESTOI at pystoi's 10 kHz, SI-SDR at this rate")
     parser.add_argument("--allow-missing", action="store_true",
                         help="evaluate the files present in all folders instead of failing on missing ones")
     parser.add_argument("--no-plot", action="store_true", help="skip the box plots")
@@ -74,7 +75,7 @@ def _safe_name(name: str) -> str:
 
 def compare_folders(enhanced: dict[str, Path], clean_dir, noisy_dir=None, out_dir=None, manifest=None,
                     group_by=(), metrics=None, num_workers: int = 1, allow_missing: bool = False,
-                    sample_rate: int = 16000, dnsmos: bool = False, quiet: bool = False,
+                    sample_rate: int | None = None, dnsmos: bool = False, quiet: bool = False,
                     baseline: str | None = None) -> dict:
     """Score each enhanced folder (name -> folder) and the noisy input against one clean set; write the
     comparison into out_dir (each system's per-file rows in out_dir/<name>/, reused on a rerun).

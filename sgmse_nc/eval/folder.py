@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, list_audio, read_audio
 from sgmse_nc.errors import UserError, short_list
-from sgmse_nc.eval.metrics import DEFAULT_METRICS, INTRUSIVE_METRICS, LENGTH_TOLERANCE, compute_metrics, lengths_differ
+from sgmse_nc.eval.metrics import (DEFAULT_METRICS, INTRUSIVE_METRICS, LENGTH_TOLERANCE, compute_metrics, lengths_differ,
+                                   metric_rate)
 from sgmse_nc.eval.plots import plot_metrics
 from sgmse_nc.eval.rows import cached_rows, file_key
 from sgmse_nc.eval.tables import json_safe, summarise, summary_markdown, summary_rows
@@ -125,6 +126,22 @@ def check_lengths(pairs: list[Pair], sample_rate: int = SAMPLE_RATE) -> None:
         raise EvaluationError(f"{len(bad)} file(s) differ in length from their clean reference by more than "
                               f"{LENGTH_TOLERANCE:.0%}: {short_list(bad, 3)}. They do not belong together: check "
                               f"that the folders hold the same utterances, uncropped.")
+
+
+def files_rate(pairs: list[Pair]) -> int:
+    """The rate of the clean files, where the metrics are computed unless the caller names one (one rate for
+    a test set: PESQ then resamples to 16 kHz, ESTOI to pystoi's 10 kHz, SI-SDR stays at this rate)."""
+    rates: dict[int, str] = {}
+    for pair in pairs:
+        try:
+            rates.setdefault(int(audio_info(pair.clean).samplerate), str(pair.clean))
+        except AudioError:  # unreadable: its row becomes NaN with the reason (evaluate_pair)
+            continue
+    if len(rates) > 1:
+        listing = ", ".join(f"{rate} Hz (e.g. {path})" for rate, path in sorted(rates.items()))
+        raise EvaluationError(f"the clean files come at several rates: {listing}. Pass --sample-rate <Hz> to score "
+                              f"every file at one rate, or evaluate the rates separately.")
+    return next(iter(rates), SAMPLE_RATE)
 
 
 def _normalise_id(file_id: str) -> str:
@@ -262,12 +279,14 @@ def _check_out_dir(out_dir: Path, inputs: dict[str, Path]) -> None:
 
 
 def evaluate_folders(enhanced_dir, clean_dir, noisy_dir=None, out_dir=None, manifest=None, group_by=None,
-                     num_workers: int = 1, metrics=DEFAULT_METRICS, sample_rate: int = SAMPLE_RATE,
+                     num_workers: int = 1, metrics=DEFAULT_METRICS, sample_rate: int | None = None,
                      allow_missing: bool = False, plot: bool = True, quiet: bool = False) -> dict:
     """Evaluate every enhanced file against its clean reference (and the noisy input, when given).
 
     manifest: CSV with an `id` column (path relative to the clean folder, without extension) and the
         columns named in `group_by` (e.g. ["snr", "noise_type"]; "snr+noise_type" groups by both).
+    sample_rate: the rate the files are read at (None: the clean files' own; enhanced files at another rate
+        are resampled to it). PESQ is computed at 16 kHz, ESTOI at pystoi's 10 kHz, SI-SDR at this rate.
     Writes per_file.csv, summary.{md,json,csv} and plot_<metric>.png into out_dir (default
     `<enhanced>_eval` beside the enhanced folder), prints the Markdown table, returns the summary dict.
     """
@@ -287,6 +306,7 @@ def evaluate_folders(enhanced_dir, clean_dir, noisy_dir=None, out_dir=None, mani
     remove_leftovers(out_dir, recursive=False)  # half-written tables of an interrupted run
     ids = [p.id for p in pairs]
     groups = load_groups(manifest, ids, group_by) if manifest is not None else None
+    sample_rate = sample_rate or files_rate(pairs)
     check_lengths(pairs, sample_rate)
     if n_skipped and not quiet:
         print(f"skipping {n_skipped} file(s) missing from one of the folders; evaluating {len(pairs)}")
@@ -313,7 +333,8 @@ def evaluate_folders(enhanced_dir, clean_dir, noisy_dir=None, out_dir=None, mani
     summary["settings"] = {"enhanced_dir": str(enhanced_dir), "clean_dir": str(clean_dir),
                            "noisy_dir": str(noisy_dir) if noisy_dir else None,
                            "manifest": str(manifest) if manifest else None, "group_by": group_by,
-                           "metrics": list(metrics), "sample_rate": sample_rate}
+                           "metrics": list(metrics), "sample_rate": sample_rate,
+                           "metric_rates": {m: metric_rate(m, sample_rate) for m in metrics}}
 
     markdown = summary_markdown(summary, metrics)
     notes = [f"{len(pairs)} file(s) evaluated" + (f", {n_skipped} skipped (missing from a folder)" if n_skipped

@@ -2,6 +2,10 @@
 the tables show (`METRICS`: label, decimals, and whether it needs the clean reference; DNSMOS, which does
 not, is computed by sgmse_nc.eval.dnsmos).
 
+Rates: the signals come at the files' rate `sr`; PESQ resamples them to 16 kHz (wide band, P.862.2) or 8 kHz
+(narrow band), ESTOI is pystoi's (it resamples to 10 kHz itself), SI-SDR is computed at `sr`, so a 48 kHz file's
+SI-SDR sees the whole band. `metric_rate` says which rate each metric used (the tables' headers show it).
+
 `compute_metrics` never raises on bad audio (silence, too short, PESQ finding no utterance): the
 metric becomes NaN and the reason is kept in the result's "errors" entry, so one bad file cannot
 stop the evaluation of a whole test set. Only a caller error (lengths that clearly do not belong
@@ -42,6 +46,26 @@ INTRUSIVE_METRICS = tuple(name for name, m in METRICS.items() if m.intrusive)
 DNSMOS_METRICS = tuple(name for name, m in METRICS.items() if not m.intrusive)
 DEFAULT_METRICS = ("pesq", "estoi", "si_sdr")
 LENGTH_TOLERANCE = 0.01  # relative length difference that is trimmed silently; more is an error
+
+
+PESQ_RATES = {"pesq": 16000, "pesq_nb": 8000}
+ESTOI_RATE = 10000  # pystoi's internal rate (pystoi.stoi.FS)
+DNSMOS_RATE = 16000  # sgmse_nc.eval.dnsmos resamples to it
+
+
+def metric_rate(name: str, sample_rate: int) -> int:
+    """The rate metric `name` is computed at for signals at `sample_rate`."""
+    if name in DNSMOS_METRICS:
+        return DNSMOS_RATE
+    if name in PESQ_RATES:
+        return PESQ_RATES[name]
+    return ESTOI_RATE if name == "estoi" else sample_rate
+
+
+def metric_label(name: str, sample_rate: int | None = None) -> str:
+    """The table label of a metric, with the rate it was computed at when known (e.g. "SI-SDR [dB] @48k")."""
+    label = METRICS[name].label
+    return label if sample_rate is None else f"{label} @{metric_rate(name, sample_rate) / 1000:g}k"
 
 
 def lengths_differ(a: float, b: float) -> bool:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from sgmse_nc.condition import Condition, as_condition
+from sgmse_nc.spec import PAD_MODES
 
 from .conditioning import CrossAttention, GlobalConditioning
 from .layers import AttnBlock, Combine, Conv1x1, GaussianFourierProjection, ResnetBlockBigGAN, conv3x3, dense, \
@@ -27,6 +28,7 @@ from .layers import AttnBlock, Combine, Conv1x1, GaussianFourierProjection, Resn
 from .resample import Resample
 
 IN_CHANNELS = 4  # x_t.real, x_t.imag, y.real, y.imag
+SIGMA_DIVISIONS = ("before_output", "after_output")
 NUM_TEMB_MODULES = 3  # all_modules[0:3]: Fourier projection, two Linear layers
 
 
@@ -41,6 +43,17 @@ class NCSNpp(nn.Module):
     token_dim: size of condition tokens (0 = none); they enter through cross-attention at the frequency
       resolutions `xattn_resolutions` (after each down-path residual block of that level and after the
       up-path blocks of that level), `xattn_heads` heads.
+    Options that make this one network each published SGMSE+ backbone (conf/backbone/):
+      ncsnpp      the defaults;
+      ncsnpp_v2   negate_output=False (the reference returns the network's output as is), scale_by_sigma=False,
+                  pad_mode="reflection";
+      ncsnpp_48k  attn_resolutions=(), progressive="none", progressive_input="none", sigma_division="after_output"
+                  (the reference divides the output layer's result by t, not its input), pad_mode="reflection".
+    sigma_division: where scale_by_sigma divides by t: "before_output" (ncsnpp) or "after_output" (ncsnpp_48k);
+      they differ by the output layer's bias / t.
+    negate_output: return minus the network's output (as SGMSE+'s ScoreModel does for ncsnpp and ncsnpp_48k).
+    pad_mode: how callers pad the time axis to `time_multiple` frames ("zeros" or "reflection",
+      sgmse_nc.spec.pad_frames); the network itself never pads.
     channels_last: run the feature maps NHWC (the state dict and weights are unchanged). On CPU oneDNN then
       convolves, normalises and FIR-resamples without reordering (3x3 convolutions at 0.89x a matmul's FLOP/s
       against 0.70x NCHW): a forward takes 0.71-0.88x and a training step 0.83-0.93x the NCHW time
@@ -59,7 +72,8 @@ class NCSNpp(nn.Module):
                  image_size: int = 256, centered: bool = True, scale_by_sigma: bool = True,
                  nonlinearity: str = "swish", resblock_type: str = "biggan", progressive: str = "output_skip",
                  progressive_input: str = "input_skip", progressive_combine: str = "sum", cond_dim: int = 0,
-                 token_dim: int = 0, xattn_resolutions=(), xattn_heads: int = 4, channels_last: bool = False):
+                 token_dim: int = 0, xattn_resolutions=(), xattn_heads: int = 4, channels_last: bool = False,
+                 sigma_division: str = "before_output", negate_output: bool = True, pad_mode: str = "zeros"):
         super().__init__()
         ch_mult, attn_resolutions, fir_kernel = tuple(ch_mult), tuple(attn_resolutions), tuple(fir_kernel)
         if resblock_type != "biggan":
@@ -73,6 +87,10 @@ class NCSNpp(nn.Module):
         if num_levels < 1 or image_size % 2 ** (num_levels - 1):
             raise ValueError(f"image_size {image_size} must be divisible by 2^(len(ch_mult) - 1) = "
                              f"{2 ** (num_levels - 1)}")
+        if sigma_division not in SIGMA_DIVISIONS:
+            raise ValueError(f"sigma_division must be one of {SIGMA_DIVISIONS}, got {sigma_division!r}")
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
         if cond_dim < 0 or token_dim < 0:
             raise ValueError(f"cond_dim and token_dim must be >= 0, got {cond_dim}, {token_dim}")
 
@@ -82,6 +100,7 @@ class NCSNpp(nn.Module):
         self.progressive, self.progressive_input = progressive, progressive_input
         self.cond_dim, self.token_dim = cond_dim, token_dim
         self.channels_last = channels_last
+        self.sigma_division, self.negate_output, self.pad_mode = sigma_division, negate_output, pad_mode
         resolutions = [image_size // 2**i for i in range(num_levels)]
         self.attn_levels = frozenset(i for i, res in enumerate(resolutions) if res in attn_resolutions)
         self.xattn_levels = _cross_attention_levels(resolutions, tuple(xattn_resolutions), token_dim)
@@ -163,10 +182,14 @@ class NCSNpp(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         h = self._unet(x, self._embedding(t, cond), self._tokens(cond))
-        if self.scale_by_sigma:  # SGMSE+ divides by t (its "sigma") before the output layer
-            h = h / t[:, None, None, None]
+        sigma = t[:, None, None, None]  # SGMSE+ divides by t (its "sigma"), before or after the output layer
+        if self.scale_by_sigma and self.sigma_division == "before_output":
+            h = h / sigma
         h = self.output_layer(h).to(x.dtype)  # complex needs float32/64, also under bf16 autocast
-        return -torch.complex(h[:, 0], h[:, 1]).unsqueeze(1)
+        if self.scale_by_sigma and self.sigma_division == "after_output":
+            h = h / sigma.to(h.dtype)
+        out = torch.complex(h[:, 0], h[:, 1]).unsqueeze(1)
+        return -out if self.negate_output else out
 
     def _embedding(self, t: torch.Tensor, cond: Condition | None) -> torch.Tensor:
         fourier, dense0, dense1 = self.all_modules[:NUM_TEMB_MODULES]

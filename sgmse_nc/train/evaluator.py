@@ -10,7 +10,6 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
-from sgmse_nc.audio import SAMPLE_RATE
 from sgmse_nc.spec import decibels
 
 
@@ -44,8 +43,9 @@ class Evaluator(Callback):
 
     @staticmethod
     def sample_rate(trainer) -> int:
+        """The rate of the scored files: the dataset's (which follows spec.sample_rate), else the model's."""
         dataset = getattr(trainer.datamodule, "test_set" if trainer.testing else "valid_set", None)
-        return int(getattr(dataset, "sample_rate", SAMPLE_RATE))
+        return int(getattr(dataset, "sample_rate", trainer.lightning_module.sample_rate))
 
     def _examples_due(self, trainer) -> bool:
         return (trainer.is_global_zero and not trainer.testing and self.num_examples > 0

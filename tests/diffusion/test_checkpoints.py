@@ -154,8 +154,8 @@ def test_checkpoint_without_dnn_weights(tmp_path, nets):
 
 
 def test_other_backbone_is_refused(tmp_path, nets):
-    path = save_fake_sgmse_checkpoint(tmp_path / "v2.ckpt", nets[0], hparams={"backbone": "ncsnpp_v2"})
-    with pytest.raises(CheckpointError, match="v2.ckpt.*'ncsnpp_v2'"):
+    path = save_fake_sgmse_checkpoint(tmp_path / "dcunet.ckpt", nets[0], hparams={"backbone": "dcunet"})
+    with pytest.raises(CheckpointError, match="dcunet.ckpt.*'dcunet'"):
         load_sgmse_checkpoint(path)
 
 
@@ -176,6 +176,7 @@ def test_init_from_sgmse_warm_starts_the_backbone_and_its_ema(tmp_path, nets):
     ema, raw = nets
     path = save_fake_sgmse_checkpoint(tmp_path / "sgmse.ckpt", ema, ema={"collected_params": params(raw)})
     overrides = ["backbone=ncsnpp_tiny", "encoder=cnn", "backbone.ch_mult=[1,2]", "backbone.attn_resolutions=[128]",
+                 "sde=ouve", "sampler=pc",  # the checkpoint's OUVE score model (the demo default is a bridge)
                  f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/run"]
     fresh = build_model(compose_config(overrides))
     model = build_model(compose_config(overrides + [f"init_from_sgmse={path}"]))

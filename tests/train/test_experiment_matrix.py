@@ -51,6 +51,20 @@ def test_row_settings():
     assert (nc.sampler.N, nc.sampler.snr, nc.sampler.corrector_steps) == (30, 0.5, 1)
 
 
+def test_48k_rows_are_sgmse_full_band_models():
+    for name in ("sgmse_48k", "nc_cfg_48k"):
+        cfg = compose(name)
+        assert (cfg.spec.sample_rate, cfg.spec.n_fft, cfg.spec.hop_length, cfg.spec.alpha, cfg.spec.beta) == \
+            (48000, 1534, 384, 0.667, 0.065)
+        assert (cfg.sde.name, cfg.sde.theta, cfg.sde.sigma_min, cfg.sde.sigma_max) == ("ouve", 2.0, 0.1, 1.0)
+        backbone = cfg.backbone
+        assert (list(backbone.attn_resolutions), backbone.progressive, backbone.progressive_input,
+                backbone.sigma_division, backbone.pad_mode) == ([], "none", "none", "after_output", "reflection")
+    assert compose("sgmse_48k").encoder.name == "none"
+    cfg = compose("nc_cfg_48k")
+    assert cfg.encoder.name == "cnn" and cfg.model.cond_drop_prob == 0.1
+
+
 def test_scale_does_not_touch_the_demo():
     demo, plain = compose("demo"), compose("demo", "scale=none")
     assert demo == plain and demo.trainer.accelerator == "cpu"
