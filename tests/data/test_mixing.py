@@ -345,3 +345,14 @@ def test_readme_dynamic_mixing_example_names_every_key_it_needs(tmp_path):
     without_valid = [a for a in args if not a.startswith("data.valid.speech_dir")]
     with pytest.raises(UserError, match=r"^data\.valid\.speech_dir: .*valid/clean: folder not found"):
         build_data(compose_config([*without_valid, *paths]))
+def test_mixing_at_48k_follows_the_spectrogram_rate(corpus):
+    """spec=48k: 16 kHz speech and 48 kHz noise are both read at 48 kHz, crops and references sized for it."""
+    spec = Spectrogram.for_rate(48000)
+    dataset = MixingDataset(corpus / "speech", [corpus / "noise"], spec=spec, num_frames=FRAMES, ref_seconds=0.25,
+                            length=2, seed=0)
+    assert dataset.sample_rate == 48000 and dataset.ref_len == 12000
+    example = dataset[0]
+    assert example["x"].shape == example["y"].shape == (1, spec.num_bins, FRAMES)
+    assert example["r_wav"].shape[-1] == 12000
+    with pytest.raises(ValueError, match="spec.sample_rate"):
+        MixingDataset(corpus / "speech", [corpus / "noise"], spec=spec, sample_rate=16000)

@@ -82,8 +82,8 @@ def synthetic_corpora(data: Path) -> None:
     # two noise types over six utterances: the honest reference strategies find another utterance of the label
     ensure_demo_corpus(data / "vbdmd", num_train=6, num_valid=2, num_test=2, seconds=[1.0, 1.5],
                        noise_types=["white", "pink"])
-    ensure_demo_corpus(data / "vbdmd48k", num_train=6, num_valid=2, num_test=2, seconds=[1.0, 1.5],
-                       noise_types=["white", "pink"], sample_rate=48000)  # the 48 kHz rows' corpus
+    ensure_demo_corpus(data / "ears_wham", num_train=6, num_valid=2, num_test=2, seconds=[1.0, 1.5],
+                       noise_types=["white", "pink"], sample_rate=48000)  # the 48 kHz rows' corpus (same layout)
     rng = np.random.default_rng(0)
     for path in ("noise/DEMAND/DKITCHEN/ch01.wav", "noise/DEMAND/DKITCHEN/ch02.wav", "noise/DEMAND/STRAFFIC/ch01.wav",
                  "noise/DEMAND/STRAFFIC/ch02.wav", "noise/wham_noise/tr/a.wav"):

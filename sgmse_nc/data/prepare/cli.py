@@ -1,6 +1,7 @@
 """One command for every corpus preparation and test-set builder:
 
     python -m sgmse_nc.data.prepare vbdmd --src <official VoiceBank-DEMAND download> --dst <root> [--jobs 4]
+    python -m sgmse_nc.data.prepare ears_wham --src <EARS-WHAM> --noise <WHAM48kHz>/high_res_wham/audio --dst <root>
     python -m sgmse_nc.data.prepare esc50 --esc50 <ESC-50-master> --clean <vbdmd>/test/clean --out <set>
     python -m sgmse_nc.data.prepare nonstationary --clean <vbdmd>/test/clean --out <set> [--noise <DEMAND>]
 
@@ -18,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from sgmse_nc.data.prepare import esc50, nonstationary, vbdmd
+from sgmse_nc.data.prepare import ears_wham, esc50, nonstationary, vbdmd
 from sgmse_nc.cli import ArgumentParser, run_main
 
 
@@ -31,6 +32,8 @@ class Subcommand:
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "vbdmd": Subcommand("VoiceBank-DEMAND from the official download", vbdmd.add_arguments, vbdmd.run),
+    "ears_wham": Subcommand("EARS-WHAM (48 kHz) from the sp-uhh/ears_benchmark release, references from WHAM!",
+                            ears_wham.add_arguments, ears_wham.run),
     "esc50": Subcommand("ESC-50 out-of-distribution test sets (clean test speech + ESC-50 clips)",
                         esc50.add_arguments, esc50.run),
     "nonstationary": Subcommand("non-stationary noise test sets (concatenated types, varying SNR, events)",
