@@ -106,6 +106,6 @@ def test_training_reads_the_prepared_corpus_at_48k(tmp_path):
                           "backbone=ncsnpp_tiny", f"paths.data_dir={tmp_path / 'data'}",
                           f"hydra.run.dir={tmp_path / 'run'}", "data.batch_size=2", "data.num_workers=0",
                           "data.num_eval_files=0", "data.train.num_frames=16", "trainer.max_steps=2",
-                          "trainer.max_epochs=1", "logger=csv"], cwd=REPO_ROOT, capture_output=True, text=True)
+                          "trainer.max_epochs=1", "logger=csv", "callbacks=default"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
