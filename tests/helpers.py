@@ -71,3 +71,60 @@ class TinyScoreNet(torch.nn.Module):
 def random_tower_overrides(cfg) -> list[str]:
     """Pre-trained towers (clap, panns) build with random weights in tests: no weight file exists here."""
     return ["encoder.weights=null", "+encoder.random_init=true"] if cfg.encoder.name in ("clap", "panns") else []
+
+
+# ---- the reference implementation (sp-uhh/sgmse), exported outside the repository, never committed -------
+
+SGMSE_REFERENCE = Path(__import__("os").environ.get("SGMSE_REF", "/tmp/sgmse_ref"))
+
+
+def sgmse_reference_backbones():
+    """sp-uhh/sgmse's `sgmse.backbones` from an export at $SGMSE_REF (default /tmp/sgmse_ref); the test is
+    skipped, saying how to get it, when the export is absent:
+        git -C <sgmse mirror> archive HEAD | tar -x -C /tmp/sgmse_ref"""
+    import sys
+
+    import pytest
+
+    if not (SGMSE_REFERENCE / "sgmse" / "backbones" / "ncsnpp_48k.py").is_file():
+        pytest.skip(f"the reference sp-uhh/sgmse is not at {SGMSE_REFERENCE} (export it there, or set SGMSE_REF)")
+    if str(SGMSE_REFERENCE) not in sys.path:
+        sys.path.insert(0, str(SGMSE_REFERENCE))
+    import sgmse.backbones as backbones
+    return backbones
+
+
+# ---- the enhance command in this process -----------------------------------------------------------------
+
+def enhance_command(*args, check=None):
+    """sgmse_nc.enhance.cli.main(argv) on the CPU with stdout/stderr captured, as a CompletedProcess."""
+    import contextlib
+    import io
+    import subprocess
+
+    from sgmse_nc.enhance.cli import main
+
+    argv = ["--device", "cpu", *map(str, args)]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            status = main(argv)
+        except SystemExit as exit_:  # argparse
+            status = exit_.code
+    out = subprocess.CompletedProcess(argv, status, stdout.getvalue(), stderr.getvalue())
+    if check is not None:
+        assert out.returncode == check, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def error_line_of(out) -> str:
+    """The one `error:` line of a command's stderr (progress bars and logging may print others)."""
+    lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    return lines[0]
+
+
+def write_noise_wav(path: Path, seconds: float, rate: int = 16000, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, 0.1 * np.random.default_rng(seed).standard_normal(int(seconds * rate)), rate, subtype="PCM_16")
+    return path

@@ -14,14 +14,14 @@ from __future__ import annotations
 import sys
 import types
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
 from sgmse_nc.diffusion.checkpoints import CheckpointError
 from sgmse_nc.diffusion.model import ScoreModel
-from tests.nets.test_sgmse_layouts import REFERENCE, reference_backbones
+from tests.helpers import enhance_command, error_line_of, sgmse_reference_backbones as reference_backbones, \
+    write_noise_wav
 
 FAKE_MODULE = "sgmse.data_module"
 TINY = {"nf": 8, "ch_mult": [1, 2, 2], "num_res_blocks": 1}
@@ -149,15 +149,13 @@ def test_sb_enhancement_equals_the_reference_sb_ode(tmp_path, speech):
 
 
 def test_enhance_command_takes_a_published_checkpoint(tmp_path):
-    from tests.enhance.test_enhance_cli import enhance, error_line, write
-
     path, _, _ = write_reference_checkpoint(tmp_path / "ears_wham.ckpt", "ncsnpp_48k")
-    noisy = write(tmp_path / "in" / "a.wav", 0.6, rate=48000)
-    enhance("--ckpt", path, "--noisy", noisy, "--out", tmp_path / "out", "--N", "2", check=0)
+    noisy = write_noise_wav(tmp_path / "in" / "a.wav", 0.6, rate=48000)
+    enhance_command("--ckpt", path, "--noisy", noisy, "--out", tmp_path / "out", "--N", "2", check=0)
     out = sf.info(tmp_path / "out" / "a.wav")
     assert (out.samplerate, out.frames) == (48000, int(0.6 * 48000))
-    wide = write(tmp_path / "in16" / "b.wav", 0.6, rate=16000)
-    line = error_line(enhance("--ckpt", path, "--noisy", wide, "--out", tmp_path / "o16", check=2))
+    wide = write_noise_wav(tmp_path / "in16" / "b.wav", 0.6, rate=16000)
+    line = error_line_of(enhance_command("--ckpt", path, "--noisy", wide, "--out", tmp_path / "o16", check=2))
     assert "16000 Hz" in line and "48 kHz" in line and "--resample" in line
 
 

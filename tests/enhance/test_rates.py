@@ -5,7 +5,9 @@ import pytorch_lightning as pl
 import soundfile as sf
 import torch
 
-from tests.enhance.test_enhance_cli import FAST, enhance, error_line, write
+from tests.helpers import enhance_command as enhance, error_line_of as error_line, write_noise_wav
+
+FAST = ("--N", "2")
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def ckpt_48k(tmp_path_factory):
 
 
 def test_48k_file_to_a_16k_model(tmp_path, tiny_ckpt):
-    noisy = write(tmp_path / "in" / "full.wav", 0.7, rate=48000)
+    noisy = write_noise_wav(tmp_path / "in" / "full.wav", 0.7, rate=48000)
     refused = enhance("--ckpt", tiny_ckpt, "--noisy", noisy, "--out", tmp_path / "o1", *FAST, check=2)
     line = error_line(refused)
     assert "full.wav" in line and "48000 Hz" in line and "--resample" in line and "16 kHz" in line
@@ -33,12 +35,12 @@ def test_48k_file_to_a_16k_model(tmp_path, tiny_ckpt):
 
 
 def test_a_48k_model_works_at_48k(tmp_path, ckpt_48k):
-    full = write(tmp_path / "in48" / "full.wav", 0.7, rate=48000)
+    full = write_noise_wav(tmp_path / "in48" / "full.wav", 0.7, rate=48000)
     enhance("--ckpt", ckpt_48k, "--noisy", full, "--out", tmp_path / "o48", *FAST, check=0)
     out = sf.info(tmp_path / "o48" / "full.wav")
     assert (out.samplerate, out.frames) == (48000, int(0.7 * 48000))
 
-    wide = write(tmp_path / "in16" / "wide.wav", 0.7, rate=16000)
+    wide = write_noise_wav(tmp_path / "in16" / "wide.wav", 0.7, rate=16000)
     line = error_line(enhance("--ckpt", ckpt_48k, "--noisy", wide, "--out", tmp_path / "o16", *FAST, check=2))
     assert "16000 Hz" in line and "48 kHz" in line and "--resample" in line
     enhance("--ckpt", ckpt_48k, "--noisy", wide, "--out", tmp_path / "o16", "--resample", *FAST, check=0)

@@ -7,30 +7,17 @@ repository (never committed):
 and these tests are skipped, saying so, when it is absent."""
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from sgmse_nc.config import compose_config
+from tests.helpers import sgmse_reference_backbones as reference_backbones
 
-REFERENCE = Path(os.environ.get("SGMSE_REF", "/tmp/sgmse_ref"))
 TINY = dict(nf=8, ch_mult=[1, 2, 2], num_res_blocks=1)
 LAYOUTS = {  # our backbone config -> the reference class and its forward convention
     "ncsnpp": ("NCSNpp", "stacked"), "ncsnpp_v2": ("NCSNpp_v2", "separate"), "ncsnpp_48k": ("NCSNpp_48k", "stacked")}
-
-
-def reference_backbones():
-    if not (REFERENCE / "sgmse" / "backbones" / "ncsnpp_48k.py").is_file():
-        pytest.skip(f"the reference sp-uhh/sgmse is not at {REFERENCE} (export it there, or set SGMSE_REF)")
-    if str(REFERENCE) not in sys.path:
-        sys.path.insert(0, str(REFERENCE))
-    import sgmse.backbones as backbones
-    return backbones
 
 
 def our_backbone(layout: str, image_size: int, **extra):

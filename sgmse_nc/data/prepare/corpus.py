@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, read_audio, write_audio
 from sgmse_nc.data.errors import PrepareError
-from sgmse_nc.data.manifest import write_manifest
+from sgmse_nc.data.manifest import read_manifest, write_manifest
 from sgmse_nc.errors import short_list
 from sgmse_nc.io import is_leftover, param_differences, read_json, write_json, write_text_if_changed
 
@@ -260,3 +260,24 @@ def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help="output rate in Hz (default 16000)")
     parser.add_argument("--min-seconds", type=float, default=0.25, help="shorter files are skipped (default 0.25)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+REFERENCE_COLUMNS = ("reference_file", "reference_offset", "reference_relation", "reference_max_xcorr")
+
+
+def write_noise_references(dst: Path, subset: str, rows: list[dict], choose, sample_rate: int) -> list[dict]:
+    """Write `<subset>/noise_ref/<id>.wav` for every manifest row with `choose(index, row)` (a checked
+    sgmse_nc.data.honesty.Choice) and add its REFERENCE_COLUMNS; a rerun keeps the files and rows written."""
+    manifest = dst / subset / "manifest.csv"
+    before = {r["id"]: r for r in read_manifest(manifest)} if manifest.is_file() else {}
+    out = []
+    for index, row in enumerate(rows):
+        target = dst / subset / "noise_ref" / f"{row['id']}.wav"
+        old = before.get(row["id"], {})
+        if target.is_file() and old.get("reference_relation"):
+            out.append({**row, **{key: old[key] for key in REFERENCE_COLUMNS}})
+            continue
+        choice = choose(index, row)
+        write_audio(target, choice.reference, sample_rate)
+        out.append({**row, **choice.manifest_fields()})
+    return out

@@ -23,16 +23,15 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from sgmse_nc.audio import AudioError, read_audio, resample_audio, write_audio
+from sgmse_nc.audio import AudioError, read_audio, resample_audio
 from sgmse_nc.data.errors import PrepareError
 from sgmse_nc.data.honesty import DEFAULT_THRESHOLD, Candidate, ReferencePolicy
-from sgmse_nc.data.manifest import read_manifest
-from sgmse_nc.data.prepare.corpus import PairJob, add_corpus_arguments, format_summary, prepare_pairs
+from sgmse_nc.data.prepare.corpus import (PairJob, add_corpus_arguments, format_summary, prepare_pairs,
+                                          write_noise_references)
 
 SUBSETS = ("train", "valid", "test")
 RELEASE_COLUMNS = ("id", "speaker", "noise_file", "noise_start", "noise_end", "snr_dB")
 COLUMNS = ("id", "speaker", "snr", "noise_file", "noise_start", "noise_end")
-REFERENCE_COLUMNS = ("reference_file", "reference_offset", "reference_relation", "reference_max_xcorr")
 COUNTED = {"speakers": "speaker", "noise_files": "noise_file"}
 RELEASE_RATE = 48000  # the rate of the release and of its csv's sample positions
 RELATION = "same_recording_other_stretch"
@@ -107,25 +106,13 @@ class WhamReferences:
                 yield Candidate(wav, path.stem, str(offset), RELATION)
 
     def __call__(self, dst: Path, subset: str, rows: list[dict]) -> list[dict]:
-        manifest = dst / subset / "manifest.csv"
-        before = {r["id"]: r for r in read_manifest(manifest)} if manifest.is_file() else {}
-        out = []
-        for index, row in enumerate(rows):
-            target = dst / subset / "noise_ref" / f"{row['id']}.wav"
-            old = before.get(row["id"], {})
-            if target.is_file() and old.get("reference_relation"):
-                out.append({**row, **{key: old[key] for key in REFERENCE_COLUMNS}})
-                continue
+        def choose(index: int, row: dict):
             clean, noisy = (read_audio(dst / subset / kind / f"{row['id']}.wav", self.sample_rate)
                             for kind in ("clean", "noisy"))
-            path = self.recording(row["noise_file"])
-            choice = self.policy.choose(noisy - clean, self.stretches(path, row["noise_start"], row["noise_end"],
-                                                                      index),
-                                        0, f"{subset}/{row['id']} (WHAM! {row['noise_file']})",
-                                        fix="The recording has no other usable stretch; drop the utterance")
-            write_audio(target, choice.reference, self.sample_rate)
-            out.append({**row, **choice.manifest_fields()})
-        return out
+            stretches = self.stretches(self.recording(row["noise_file"]), row["noise_start"], row["noise_end"], index)
+            return self.policy.choose(noisy - clean, stretches, 0, f"{subset}/{row['id']} (WHAM! {row['noise_file']})",
+                                      fix="The recording has no other usable stretch; drop the utterance")
+        return write_noise_references(dst, subset, rows, choose, self.sample_rate)
 
 
 def prepare_ears_wham(src, noise_dir, dst, sample_rate: int = RELEASE_RATE, ref_seconds: float = 4.0,

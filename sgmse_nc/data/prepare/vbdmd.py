@@ -14,15 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from sgmse_nc.audio import SAMPLE_RATE, list_audio, read_audio, write_audio
-from sgmse_nc.data.prepare.corpus import PairJob, add_corpus_arguments, format_summary, prepare_pairs
+from sgmse_nc.audio import SAMPLE_RATE, list_audio, read_audio
+from sgmse_nc.data.prepare.corpus import (PairJob, add_corpus_arguments, format_summary, prepare_pairs,
+                                          write_noise_references)
 from sgmse_nc.data.errors import PrepareError
 from sgmse_nc.data.honesty import DEFAULT_THRESHOLD, Candidate, ReferencePolicy
-from sgmse_nc.data.manifest import read_manifest
 from sgmse_nc.data.paired import mismatch_message
 
 VBDMD_COLUMNS = ("id", "speaker", "noise_type", "snr")
-REFERENCE_COLUMNS = ("reference_file", "reference_offset", "reference_relation", "reference_max_xcorr")
 NOISE_REF_SUBSETS = ("valid", "test")
 VBDMD_COUNTED = {"speakers": "speaker", "noise_types": "noise_type", "snrs": "snr"}  # summary key: column
 VBDMD_FOLDERS = {  # (subset of the release, kind) -> official folder name
@@ -211,21 +210,12 @@ class NoiseReferences:
     def __call__(self, dst: Path, subset: str, rows: list[dict]) -> list[dict]:
         if subset not in NOISE_REF_SUBSETS:
             return rows
-        manifest = dst / subset / "manifest.csv"
-        before = {r["id"]: r for r in read_manifest(manifest)} if manifest.is_file() else {}
-        out = []
-        for index, row in enumerate(rows):
-            target = dst / subset / "noise_ref" / f"{row['id']}.wav"
-            old = before.get(row["id"], {})
-            if target.is_file() and old.get("reference_relation"):
-                out.append({**row, **{key: old[key] for key in REFERENCE_COLUMNS}})
-                continue
-            choice = self.policy.choose(self.noise(dst, subset, row["id"]), self.partners(dst, subset, row, index),
-                                        0, f"{subset}/{row['id']} (noise type {row['noise_type']!r})",
-                                        fix="The release needs at least two utterances per noise label")
-            write_audio(target, choice.reference, self.sample_rate)
-            out.append({**row, **choice.manifest_fields()})
-        return out
+
+        def choose(index: int, row: dict):
+            return self.policy.choose(self.noise(dst, subset, row["id"]), self.partners(dst, subset, row, index),
+                                      0, f"{subset}/{row['id']} (noise type {row['noise_type']!r})",
+                                      fix="The release needs at least two utterances per noise label")
+        return write_noise_references(dst, subset, rows, choose, self.sample_rate)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
