@@ -22,6 +22,25 @@ Commands (console scripts; the root train.py / enhance.py / evaluate.py are thin
     sgmse-demo      write the synthetic demo corpus
     sgmse-study     the study in miniature on the demo corpus, one command (resumable)
 
+The Python API, for enhancing from your own code (NumPy or torch in, the same type, length and rate out):
+
+    from sgmse_nc import Enhancer
+    enhancer = Enhancer.from_checkpoint("outputs/demo/quickstart/checkpoints/last.ckpt", device="cpu")
+    enhanced = enhancer.enhance(noisy, sample_rate, reference=noise_only, guidance=None)
+
+Folders from Python: sgmse_nc.enhance.folder.enhance_folder(ckpt, noisy, out, EnhanceOptions(...)).
+
 Every command exits 0 when done, 1 when partly done (the failures listed), 2 with one `error: ...` line for a
 problem the user can fix, 130 when interrupted (sgmse_nc.cli).
 """
+
+__all__ = ["Enhancer"]
+
+
+def __getattr__(name: str):
+    # imported on first use, so that `import sgmse_nc` stays light (no torch, no model code)
+    if name == "Enhancer":
+        from sgmse_nc.enhance.api import Enhancer
+
+        return Enhancer
+    raise AttributeError(f"module 'sgmse_nc' has no attribute {name!r}")

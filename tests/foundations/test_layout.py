@@ -20,6 +20,8 @@ def module_name(path: Path) -> str:
 
 def stage(module: str) -> int:
     parts = module.split(".")
+    if module == "sgmse_nc":  # the front door: the map and the Python API, exported lazily from every stage
+        return len(STAGES)
     if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()):
         return STAGES.index(parts[1])
     return 0
