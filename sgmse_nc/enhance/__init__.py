@@ -1,2 +1,3 @@
-"""Enhancement: in memory (core: waveforms in, waveforms out; batching, chunking, overlap-add) and from
-disk (folder: checked inputs, resumable outputs, the settings record); the enhance command (cli)."""
+"""Enhancement: in memory (core: waveforms in, waveforms out; batching, chunking, overlap-add), from disk
+(folder: checked inputs, resumable outputs, the settings record, EnhanceOptions), the Python API (api:
+Enhancer, NumPy or torch at any rate) and the enhance command (cli)."""
