@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 RUN    ?= outputs/demo/quickstart
 DEMO   ?= data/demo
 
-.PHONY: setup demo test test-slow bench clean-demo
+.PHONY: setup demo test test-slow bench bench-gpu clean-demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+bench-gpu: setup  # < 8 min on one GPU: train step x precision x compile x channels_last, enhancement RTF
+	$(BIN)/python bench/gpu.py --device cuda --out outputs/bench/gpu.json
 
 clean-demo:
 	rm -rf $(RUN)

@@ -120,7 +120,7 @@ def build_model(backbone: str, encoder: str = "none", device="cpu", extra=()):
     overrides = [f"backbone={backbone}", f"encoder={encoder}", f"paths.root_dir={ROOT}",
                  f"paths.output_dir={ROOT}/outputs/bench", *extra]
     cfg = compose_config(overrides)
-    if cfg.encoder.get("token_dim"):
+    if cfg.encoder.get("token_dim") and cfg.encoder.get("tokens", True):  # clap/panns emit tokens only if asked
         overrides.append(f"backbone.xattn_resolutions=[{','.join(map(str, cfg.backbone.attn_resolutions))}]")
     torch.manual_seed(0)
     return build_model_from_config(overrides).to(device)

@@ -177,24 +177,35 @@ class NCSNpp(nn.Module):
         t = self._check_inputs(x_t, y, t)
         cond = as_condition(cond)
         x = torch.cat([x_t.real, x_t.imag, y.real, y.imag], dim=1)
+        h = self.real_score(x, t, None if cond is None else cond.embedding, self._tokens(cond))
+        return torch.complex(h[:, 0], h[:, 1]).unsqueeze(1)
+
+    def real_score(self, x: torch.Tensor, t: torch.Tensor, embedding: torch.Tensor | None = None,
+                   tokens=None) -> torch.Tensor:
+        """The network on real tensors: x [B, 4, F, T] (x_t, y as real/imag channels) -> [B, 2, F, T] float32.
+        All that `compile_real_score` hands to torch.compile: no complex tensor (inductor has no complex
+        code generation), no input checks (they raise in Python)."""
         if not self.centered:
             x = 2 * x - 1
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        h = self._unet(x, self._embedding(t, cond), self._tokens(cond))
+        h = self._unet(x, self._embedding(t, embedding), tokens)
         sigma = t[:, None, None, None]  # SGMSE+ divides by t (its "sigma"), before or after the output layer
         if self.scale_by_sigma and self.sigma_division == "before_output":
             h = h / sigma
         h = self.output_layer(h).to(x.dtype)  # complex needs float32/64, also under bf16 autocast
         if self.scale_by_sigma and self.sigma_division == "after_output":
             h = h / sigma.to(h.dtype)
-        out = torch.complex(h[:, 0], h[:, 1]).unsqueeze(1)
-        return -out if self.negate_output else out
+        return -h if self.negate_output else h
 
-    def _embedding(self, t: torch.Tensor, cond: Condition | None) -> torch.Tensor:
+    def compile_real_score(self, **options) -> None:
+        """torch.compile the real-valued network in place (`options` go to torch.compile). Parameter names,
+        checkpoints and the complex interface (spectrogram in, score out) stay those of the plain module."""
+        self.real_score = torch.compile(self.real_score, **options)
+
+    def _embedding(self, t: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         fourier, dense0, dense1 = self.all_modules[:NUM_TEMB_MODULES]
         temb = dense1(self.act(dense0(fourier(torch.log(t)))))
-        z = None if cond is None else cond.embedding
         if self.cond_proj is not None:
             if z is None:
                 raise ValueError(f"this backbone is conditional (cond_dim={self.cond_dim}) and needs `cond` with "

@@ -93,7 +93,7 @@ def build_model(cfg: DictConfig):
         model.init_from_sgmse(cfg.init_from_sgmse)
         log.info("backbone warm-started from SGMSE+ checkpoint %s", cfg.init_from_sgmse)
     if cfg.get("compile"):
-        model.dnn.compile()  # in place: parameter names (and checkpoints) stay those of the plain module
+        model.dnn.compile_real_score()  # the complex STFT math stays outside; parameter names unchanged
     return model
 
 

@@ -172,3 +172,21 @@ def test_groupnorm_nhwc_variants_are_precise_where_they_claim():
     assert set(rows) == {"nchw native", "nhwc native", "nhwc var_mean", "nhwc shifted"}
     assert rows["nchw native"]["rel_error"] < 1e-6 and rows["nhwc var_mean"]["rel_error"] < 1e-6
     assert all(r["cpu_ms"] >= 0 for r in rows.values())
+
+
+def test_gpu_bench_smoke_on_cpu_prints_one_json(tmp_path):
+    """bench/gpu.py at its tiny size on the CPU (eager cells; compiled == eager is tests/nets/test_compile.py)."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "gpu.py"), "--smoke", "--device", "cpu",
+                          "--no-compile", "--budget-s", "1e9", "--out", str(tmp_path / "gpu.json")],
+                         capture_output=True, text=True, timeout=1200, env={**__import__("os").environ,
+                                                                             "PYTHONPATH": str(REPO_ROOT)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    assert result == json.loads((tmp_path / "gpu.json").read_text())
+    cells = {(r["variant"], r["precision"], r["channels_last"]) for r in result["train"]}
+    assert cells == {(v, p, cl) for v in ("ncsnpp", "clap_frozen", "xattn") for p in ("32", "bf16-mixed", "16-mixed")
+                     for cl in (False, True)}
+    assert all(r.get("step_s", 0) > 0 and r["loss_finite"] for r in result["train"]), result["train"]
+    assert result["enhance"]["rtf"] > 0 and result["info"]["effective_batch"] == 1
