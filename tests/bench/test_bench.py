@@ -174,6 +174,7 @@ def test_groupnorm_nhwc_variants_are_precise_where_they_claim():
     assert all(r["cpu_ms"] >= 0 for r in rows.values())
 
 
+@pytest.mark.slow  # 6 cells per variant incl. float16 on the CPU: 20+ min on the shared 2-core box
 def test_gpu_bench_smoke_on_cpu_prints_one_json(tmp_path):
     """bench/gpu.py at its tiny size on the CPU (eager cells; compiled == eager is tests/nets/test_compile.py)."""
     import subprocess
