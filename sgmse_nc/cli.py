@@ -43,3 +43,53 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(USER_ERROR, f"error: {message} (see {self.prog} --help)\n")
 
+
+
+class Number:
+    """An argparse `type` for a number option that states its range: `Number(int, low=1)`, `Number(float, low=0,
+    low_open=True)`, `Number(int, words=("auto",))`. Refuses non-numbers, NaN/Inf and values out of range with the
+    option's one-line error; the range is kept (low, high, words) so tests can walk every option with bad values."""
+
+    def __init__(self, kind: type = int, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, words: tuple[str, ...] = ()):
+        self.kind, self.low, self.high, self.low_open, self.words = kind, low, high, low_open, tuple(words)
+        self.__name__ = self.describe()  # argparse names the type in its messages
+
+    def describe(self) -> str:
+        what = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            what += f" from {self.low:g} to {self.high:g}"
+        elif self.low is not None:
+            what += f" {'above' if self.low_open else 'at least'} {self.low:g}"
+        elif self.high is not None:
+            what += f" at most {self.high:g}"
+        return " or ".join([what, *self.words])
+
+    def __call__(self, text: str):
+        if text in self.words:
+            return text
+        try:
+            value = self.kind(text)
+        except ValueError:
+            value = None
+        if value is None or value != value or value in (float("inf"), float("-inf")) or not self.allows(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {self.describe()}")
+        return value
+
+    def allows(self, value) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or value <= self.high
+
+    def __repr__(self) -> str:
+        return f"Number({self.describe()})"
+
+    def check(self, option: str, value) -> None:
+        """A config value (not typed on a command line) against the same rule: OptionError naming `option`."""
+        from sgmse_nc.errors import OptionError
+
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (self.kind is float or
+                                                                                   float(value).is_integer())
+        if value in self.words or (ok and value == value and abs(value) != float("inf") and self.allows(value)):
+            return
+        raise OptionError(f"{option}={value}: must be {self.describe()}.")

@@ -48,3 +48,31 @@ def build_model_from_config(overrides: list[str] | tuple[str, ...] = (), **model
     node = {k: OmegaConf.to_container(cfg.model[k], resolve=True) if OmegaConf.is_config(cfg.model[k])
             else cfg.model[k] for k in cfg.model}
     return instantiate({**node, **model_kwargs}, _recursive_=False)
+
+
+def check_overrides(args: list[str]) -> None:
+    """Refuse a command line's config before Hydra starts, with one line (OptionError) instead of Hydra's
+    multi-line report: a config-group choice without its file (e.g. sampler=foo names conf/sampler/'s files),
+    and, for a single run, any override the composed config refuses (a key it lacks, a malformed value)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sgmse_nc.errors import OptionError
+
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    overrides = [a for a in args if not a.startswith("-")]
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        group = key.lstrip("+~")
+        if not sep or "@" in group or not (CONFIG_DIR / group).is_dir() or any(c in value for c in "()[]{}$*"):
+            continue  # not a group of ours, or a sweep function / interpolation Hydra expands itself
+        for option in (value.split(",") if multirun else [value]):
+            if option not in ("", "null") and not (CONFIG_DIR / group / f"{option}.yaml").is_file():
+                choices = ", ".join(sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml")))
+                raise OptionError(f"{item}: there is no conf/{group}/{option}.yaml; choose one of: {choices}.")
+    if multirun or len(overrides) != len(args):
+        return  # a sweep's overrides are checked per job; Hydra's own flags change what composes
+    try:
+        compose_config(overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise OptionError(f"{' '.join(overrides)}: {' '.join(str(err).split())}") from None

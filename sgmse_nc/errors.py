@@ -11,6 +11,11 @@ class UserError(Exception):
     """A user-facing problem; the message names the file or option and the fix."""
 
 
+class OptionError(UserError, ValueError):
+    """An option's value (command line or config) out of its range, or not available here (a device this machine
+    lacks, a sampler the checkpoint's SDE lacks); the message names the option and what it can be."""
+
+
 class Interrupted(UserError):
     """The user stopped a run (Ctrl-C); the message says what was finished and how to resume."""
 

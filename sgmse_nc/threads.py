@@ -10,6 +10,8 @@ import os
 
 import torch
 
+from sgmse_nc.errors import OptionError
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +32,7 @@ def set_threads(threads: int | str = 1) -> int:
     elif isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1:
         n = threads
     else:
-        raise ValueError(f"threads={threads!r}: give a number of threads >= 1, or auto (the cores free now).")
+        raise OptionError(f"threads={threads!r}: give a number of threads >= 1, or auto (the cores free now).")
     torch.set_num_threads(n)
     log.info("torch threads: %d%s", n, " (cores free now)" if threads == "auto" else "")
     return n

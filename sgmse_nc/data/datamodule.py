@@ -18,6 +18,7 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from sgmse_nc.data.sampling import EpochShuffle
+from sgmse_nc.errors import OptionError
 
 
 def whole_utterances(dataset: Dataset, count: int) -> Dataset:
@@ -80,6 +81,10 @@ class SpeechDataModule(pl.LightningDataModule):
                  batch_size: int = 8, num_workers: int = 4, num_eval_files: int = 20, pin_memory: bool | None = None,
                  persistent_workers: bool = True, seed: int = 0):
         super().__init__()
+        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                                 ("num_eval_files", num_eval_files, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise OptionError(f"data.{name}={value}: must be an integer, at least {low}.")
         self.seed = seed  # the training order and every training example's draws (sgmse_nc.data.sampling)
         self.train_set, self.valid_set, self.test_set = train, valid, test
         self.batch_size, self.num_workers, self.num_eval_files = batch_size, num_workers, num_eval_files

@@ -3,6 +3,7 @@ whole validation/test utterances (scored by sgmse_nc.train.evaluator.Evaluator).
 config dicts stored as hyper-parameters, so a checkpoint alone rebuilds the model (`load_for_inference`)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -15,6 +16,7 @@ from sgmse_nc.condition import (Condition, as_condition, drop_condition, null_co
                                 zero_condition)
 from sgmse_nc.diffusion.ema import ParameterEMA
 from sgmse_nc.encoders import build_encoder
+from sgmse_nc.errors import OptionError
 from sgmse_nc.encoders.pretrained import inference_encoder_config
 from sgmse_nc.diffusion.sampling import check_sampler, guided_score, sample, sampler_settings
 from sgmse_nc.diffusion.sde import build_sde, data_prediction_loss, score_matching_loss
@@ -61,8 +63,13 @@ class ScoreModel(pl.LightningModule):
             # `dnn` mirrors SGMSE+'s attribute name, so its checkpoints' `dnn.*` keys map one to one.
             self.dnn = instantiate(backbone_for(backbone, self.spec), cond_dim=self.encoder.embed_dim,
                                    token_dim=self.encoder.token_dim)
+        for name, value, ok, what in (("lr", lr, lr > 0, "above 0"), ("ema_decay", ema_decay, 0 <= ema_decay < 1, "in [0, 1)"),
+                                      ("cond_drop_prob", cond_drop_prob, 0 <= cond_drop_prob <= 1, "in [0, 1]"),
+                                      ("guidance_scale", guidance_scale, guidance_scale >= 0, "0 or more")):
+            if not (math.isfinite(value) and ok):
+                raise OptionError(f"model.{name}={value}: must be a finite number {what}.")
         if loss_type not in LOSS_TYPES:
-            raise ValueError(f"model.loss_type={loss_type!r}: choose one of {sorted(LOSS_TYPES)}.")
+            raise OptionError(f"model.loss_type={loss_type!r}: choose one of {sorted(LOSS_TYPES)}.")
         self.sde = build_sde(**(sde or {}))
         self.sampler_cfg = dict(sampler or {"name": "pc"})   # the settings enhance_spec runs by default
         check_sampler(self.sde, **self.sampler_cfg)           # at build time, not at the first validation

@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 
 from sgmse_nc.condition import cat_conditions
+from sgmse_nc.errors import OptionError
 from sgmse_nc.diffusion.sde import GaussianSDE, randn_like
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -57,7 +58,7 @@ def get_timesteps(N: int, t_max: float = 1.0, t_min: float = 0.03, rho: float = 
     SGMSE+'s final denoising step (the network is never evaluated at t = 0).
     """
     if N < 1:
-        raise ValueError(f"the number of sampler steps N must be at least 1, got {N}")
+        raise OptionError(f"the number of sampler steps N must be at least 1, got {N}")
     if not 0 < t_min <= t_max:
         raise ValueError(f"the schedule needs 0 < t_min <= t_max, got t_min={t_min}, t_max={t_max}")
     ramp = torch.linspace(0, 1, N, dtype=torch.float64)
@@ -95,7 +96,7 @@ def register(name: str, takes: str, default_N: int, sdes: tuple[str, ...] | None
 
 def get_sampler(name: str) -> Sampler:
     if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler '{name}'; choose one of {sorted(SAMPLERS)} (conf/sampler/).")
+        raise OptionError(f"unknown sampler '{name}'; choose one of {sorted(SAMPLERS)} (conf/sampler/).")
     return SAMPLERS[name]
 
 
@@ -126,11 +127,11 @@ def check_sampler(sde: GaussianSDE, name: str, N: int | None = None, rho: float 
     sampler = get_sampler(name)
     if sampler.sdes is not None and sde.name not in sampler.sdes:
         usable = sorted(n for n, s in SAMPLERS.items() if s.sdes is None or sde.name in s.sdes)
-        raise ValueError(f"sampler '{name}' is not defined for sde={sde.name}; use one of {usable} "
+        raise OptionError(f"sampler '{name}' is not defined for sde={sde.name}; use one of {usable} "
                          f"(sde=sb: sampler=sb, conf/sampler/sb.yaml).")
     unknown = set(options) - set(sampler.options) - set(RUN_ARGUMENTS)
     if unknown:
-        raise ValueError(f"sampler '{name}' has no option(s) {sorted(unknown)}; its options: "
+        raise OptionError(f"sampler '{name}' has no option(s) {sorted(unknown)}; its options: "
                          f"N, rho, {', '.join(sampler.options)}.")
     return sampler
 
@@ -241,7 +242,7 @@ def dpm_sampler(data_fn: ModelFn, sde: GaussianSDE, y: torch.Tensor, timesteps: 
     (t = 0) return x̂0 itself. One evaluation per step.
     """
     if order not in (1, 2):
-        raise ValueError(f"dpm sampler: order must be 1 or 2, got {order}")
+        raise OptionError(f"dpm sampler: order must be 1 or 2, got {order}")
     B, N = y.shape[0], len(timesteps) - 1
     t64 = timesteps.double()
     alpha, std = sde.alpha(t64), sde.std(t64)

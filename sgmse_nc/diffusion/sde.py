@@ -22,6 +22,8 @@ import math
 
 import torch
 
+from sgmse_nc.errors import OptionError
+
 
 def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Per-example [B] values reshaped to broadcast over a [B, ...] tensor."""
@@ -77,7 +79,7 @@ class OUVESDE(GaussianSDE):
     def __init__(self, theta: float = 1.5, sigma_min: float = 0.05, sigma_max: float = 0.5, T: float = 1.0,
                  t_eps: float = 0.03):
         if not 0 < sigma_min < sigma_max:
-            raise ValueError(f"OUVE needs 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+            raise OptionError(f"OUVE needs 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         self.theta, self.sigma_min, self.sigma_max = theta, sigma_min, sigma_max
         self.T, self.t_eps = T, t_eps
         self.logsig = math.log(sigma_max / sigma_min)
@@ -107,7 +109,7 @@ class SBVESDE(GaussianSDE):
 
     def __init__(self, k: float = 2.6, c: float = 0.4, eps: float = 1e-8, T: float = 1.0, t_eps: float = 0.03):
         if k <= 1 or c <= 0:
-            raise ValueError(f"SB-VE needs k > 1 and c > 0, got k={k}, c={c}")
+            raise OptionError(f"SB-VE needs k > 1 and c > 0, got k={k}, c={c}")
         self.k, self.c, self.eps, self.T, self.t_eps = k, c, eps, T, t_eps
 
     def sigma2(self, t):
@@ -139,7 +141,7 @@ SDES = {cls.name: cls for cls in (OUVESDE, SBVESDE)}
 def build_sde(name: str = "ouve", **params) -> GaussianSDE:
     """The SDE of a config node / checkpoint (`name` from conf/sde/; older checkpoints have none: ouve)."""
     if name not in SDES:
-        raise ValueError(f"unknown sde '{name}'; choose one of {sorted(SDES)} (conf/sde/).")
+        raise OptionError(f"unknown sde '{name}'; choose one of {sorted(SDES)} (conf/sde/).")
     return SDES[name](**params)
 
 

@@ -14,7 +14,7 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from sgmse_nc.cli import ArgumentParser, run_main
+from sgmse_nc.cli import ArgumentParser, Number, run_main
 from sgmse_nc.enhance.core import CHANNEL_MODES, DEFAULT_CHUNK_SECONDS, MIN_CHUNK_SECONDS
 from sgmse_nc.diffusion.sampling import SAMPLERS
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from sgmse_nc.enhance.folder import EnhanceOptions
 
 
-def parse_args(argv=None):
+def build_parser():
     import argparse
 
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,22 +36,22 @@ def parse_args(argv=None):
     p.add_argument("--ref-strategy", choices=["noise_ref_dir", "from_noisy_pauses", "none"], default=None,
                    help="where references come from: noise_ref_dir (--ref-dir; the default when it is given), "
                         "from_noisy_pauses (the pauses of each noisy file, found by a VAD), none (unconditional)")
-    p.add_argument("--ref-seconds", type=float, default=1.0, help="reference length for from_noisy_pauses")
-    p.add_argument("--guidance", type=float, default=None, help="guidance scale w (default: the model's)")
+    p.add_argument("--ref-seconds", type=Number(float, low=0, low_open=True), default=1.0, help="reference length for from_noisy_pauses")
+    p.add_argument("--guidance", type=Number(float, low=0), default=None, help="guidance scale w (default: the model's)")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default=None,
                    help="default: the checkpoint's (conf/sampler/ at training); another sampler starts from its "
                         "own defaults")
-    p.add_argument("--N", type=int, default=None,
+    p.add_argument("--N", type=Number(int, low=1), default=None,
                    help="sampler steps, at least 1 (default: the checkpoint's, e.g. 30 for pc)")
-    p.add_argument("--snr", type=float, default=None,
+    p.add_argument("--snr", type=Number(float, low=0, low_open=True), default=None,
                    help="pc corrector snr, above 0 (default: the checkpoint's, e.g. 0.5)")
-    p.add_argument("--corrector-steps", type=int, default=None, help="pc corrector steps (default: the checkpoint's)")
-    p.add_argument("--order", type=int, default=None, choices=[1, 2], help="dpm solver order (default: the "
+    p.add_argument("--corrector-steps", type=Number(int, low=0), default=None, help="pc corrector steps (default: the checkpoint's)")
+    p.add_argument("--order", type=Number(int), default=None, choices=[1, 2], help="dpm solver order (default: the "
                                                                            "checkpoint's, else 2)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=Number(int, low=1), default=None,
                    help="chunks enhanced together, at least 1 (default: 1 on a CPU, where batching is slower; 4 on "
                         "a GPU)")
-    p.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS,
+    p.add_argument("--chunk-seconds", type=Number(float, low=0), default=DEFAULT_CHUNK_SECONDS,
                    help=f"files longer than this are enhanced in overlapping chunks, so memory stays flat in the "
                         f"file length (default {DEFAULT_CHUNK_SECONDS:g}; at least {MIN_CHUNK_SECONDS:g}; "
                         f"0: whole files, memory grows with length)")
@@ -60,18 +60,23 @@ def parse_args(argv=None):
                         "them back as channels (default: refuse multi-channel files)")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip inputs that fail the check, enhance the rest, end with a summary and status 1")
-    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    p.add_argument("--threads", type=lambda v: v if v == "auto" else int(v), default=1,
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:<index> or mps (default: cuda when available, else "
+                                                   "cpu)")
+    p.add_argument("--threads", type=Number(int, low=1, words=("auto",)), default=1,
                    help="CPU threads: a number, or auto = the cores free now (default 1: safe on a shared machine)")
     p.add_argument("--resample", action="store_true",
                    help="accept input at another rate than the model's (16 kHz, or 48 kHz for a 48 kHz model): "
                         "resampled in and back out, at the input's rate and length")
     p.add_argument("--overwrite", action="store_true", help="re-enhance files already in --out")
-    p.add_argument("--seed", type=int, default=0, help="with each file's name, fixes its randomness")
+    p.add_argument("--seed", type=Number(int, low=0), default=0, help="with each file's name, fixes its randomness")
     p.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
     p.add_argument("--encoder-weights", default=None,
                    help="frozen CLAP/PANNs weight file, if moved since training (checked against its sha256)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
@@ -102,12 +107,11 @@ def as_flags(message: str) -> str:
 
 
 def options_from(args) -> "EnhanceOptions":
-    import torch
-
+    from sgmse_nc.devices import default_device
     from sgmse_nc.enhance.folder import EnhanceOptions
 
     return EnhanceOptions(
-        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), batch_size=args.batch_size,
+        device=args.device or default_device(), batch_size=args.batch_size,
         chunk_seconds=args.chunk_seconds, guidance=args.guidance,
         sampler={"name": args.sampler, "N": args.N, "snr": args.snr, "corrector_steps": args.corrector_steps,
                  "order": args.order},

@@ -17,7 +17,8 @@ import torch
 
 from sgmse_nc.audio import AUDIO_EXTENSIONS, AudioError, list_audio, read_audio, resample_audio, rms, write_audio
 from sgmse_nc.checks import Header, Problem, Requirements, check_audio_files, problems_message
-from sgmse_nc.errors import Interrupted, UserError
+from sgmse_nc.devices import check_device
+from sgmse_nc.errors import Interrupted, OptionError, UserError
 from sgmse_nc.io import input_holding, refuse_other_params, remove_leftovers, write_json
 from sgmse_nc.spec import DEFAULT_SAMPLE_RATE, Spectrogram
 
@@ -176,7 +177,8 @@ def read_checkpoint_info(path: Path) -> dict:
            "published SGMSE+ checkpoint.")
     try:
         state = read_our_checkpoint(path)
-        return {"kind": "ours", "spec": checkpoint_spec(state), "step": state.get("global_step")}
+        return {"kind": "ours", "spec": checkpoint_spec(state), "step": state.get("global_step"),
+                "hparams": state.get("hyper_parameters", {})}
     except FileNotFoundError as err:
         raise UserError(f"`ckpt` {err}. {fix}") from None
     except CheckpointError as ours:
@@ -188,7 +190,8 @@ def read_checkpoint_info(path: Path) -> dict:
         config = sgmse_model_config(loaded["hparams"], path)
     except CheckpointError as err:
         raise UserError(f"`ckpt` {err}") from None
-    return {"kind": "sgmse", "spec": Spectrogram.from_config(config["spec"]), "step": loaded["global_step"]}
+    return {"kind": "sgmse", "spec": Spectrogram.from_config(config["spec"]), "step": loaded["global_step"],
+            "hparams": config}
 
 
 REF_STRATEGIES = ("noise_ref_dir", "from_noisy_pauses", "none")
@@ -224,6 +227,7 @@ class EnhanceOptions:
             raise UserError("`ref_dir` goes with `ref_strategy='noise_ref_dir'` (and only with it).")
         check_options(1 if self.batch_size is None else self.batch_size, self.chunk_seconds, self.guidance,
                       self.channels, self.sampler)
+        check_device(self.device, f"`device={self.device}`")  # one line naming what this machine has
         return strategy
 
     def settings(self, ckpt: Path, step, ref_dir, strategy: str) -> dict:
@@ -234,6 +238,25 @@ class EnhanceOptions:
                 "use_ema": self.use_ema, "seed": self.seed, "chunk_seconds": self.chunk_seconds,
                 "resample": self.resample, "channels": self.channels, **self.sampler,
                 **({"ref_strategy": strategy, "ref_seconds": self.ref_seconds} if pauses else {})}
+
+
+def check_checkpoint_sampler(state: dict, overrides: dict, config_key: str | None = None) -> None:
+    """The sampler settings a run would use (the checkpoint's, updated by `overrides`: name, N, snr, ...) checked
+    against the checkpoint's SDE before any work: OptionError names the samplers and options it has. Messages
+    name the overrides as `name=pc` (the command's flags), or as `<config_key>.name=pc` for a config's node."""
+    from sgmse_nc.diffusion.sampling import check_sampler, sampler_settings
+    from sgmse_nc.diffusion.sde import build_sde
+
+    hparams = state.get("hyper_parameters", {})
+    settings = sampler_settings(hparams.get("sampler"), **overrides)
+    sde = build_sde(**(hparams.get("sde") or {}))
+    try:
+        check_sampler(sde, **settings)
+    except OptionError as err:
+        given = " ".join(f"{config_key}.{k}={v}" if config_key else f"`{k}={v}`"
+                         for k, v in overrides.items() if v is not None) or "the checkpoint's own sampler"
+        reason = str(err).split(" (sde=sb")[0].rstrip(".")
+        raise OptionError(f"{given}: {reason} (the checkpoint's SDE is {sde.name}).") from None
 
 
 def enhance_folder(ckpt, noisy, out, options: EnhanceOptions | None = None, ref_dir=None) -> dict:
@@ -259,6 +282,7 @@ def enhance_folder(ckpt, noisy, out, options: EnhanceOptions | None = None, ref_
         raise UserError(problems_message(list(problems.values()), len(inputs), "nothing was enhanced",
                                          f"or pass `skip_bad=True` to enhance the {len(inputs) - len(problems)} "
                                          f"others"))
+    check_checkpoint_sampler({"hyper_parameters": info["hparams"]}, options.sampler)
     settings = options.settings(ckpt, info["step"], ref_dir, strategy)
     _check_settings(out_dir, settings, options.overwrite)
     remove_leftovers(out_dir)  # temporary files of writes a killed run left behind

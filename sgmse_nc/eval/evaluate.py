@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sgmse_nc.cli import ArgumentParser, run_main
+from sgmse_nc.cli import ArgumentParser, Number, run_main
 from sgmse_nc.eval import paired
 from sgmse_nc.eval.comparison import NOISY, System, compare, write
 from sgmse_nc.eval.dnsmos import dnsmos_folder, dnsmos_model
@@ -29,7 +29,7 @@ from sgmse_nc.eval.metrics import DEFAULT_METRICS, DNSMOS_METRICS, INTRUSIVE_MET
 from sgmse_nc.eval.rows import read_per_file
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--enhanced", required=True, nargs="+", metavar="[NAME=]DIR",
                         help="folder of enhanced wavs; several (name=DIR ...) give one comparison table")
@@ -41,10 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="comma-separated manifest columns, e.g. snr,noise_type ('snr+noise_type': both)")
     parser.add_argument("--baseline", metavar="NAME",
                         help="with several folders: the one every other is compared with, file by file (paired.md)")
-    parser.add_argument("--workers", type=int, default=1, help="processes computing metrics in parallel")
+    parser.add_argument("--workers", type=Number(int, low=1), default=1, help="processes computing metrics in parallel")
     parser.add_argument("--pesq-mode", choices=("wb", "nb"), default="wb", help="PESQ wide-band or narrow-band")
     parser.add_argument("--no-estoi", action="store_true", help="skip ESTOI")
-    parser.add_argument("--sample-rate", type=int, default=None,
+    parser.add_argument("--sample-rate", type=Number(int, low=8000), default=None,
                         help="rate the files are read at (default: the clean files' own). PESQ is computed at 16 kHz "
                              "(wide band; 8 kHz narrow), ESTOI at pystoi's 10 kHz, SI-SDR at this rate")
     parser.add_argument("--allow-missing", action="store_true",
@@ -53,7 +53,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dnsmos", action="store_true",
                         help="add DNSMOS SIG/BAK/OVRL (non-intrusive, offline; extra: pip install -e '.[dnsmos]'); "
                              "without --clean only DNSMOS is computed (real recordings), the noisy input's beside")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def named_folders(items: list[str]) -> dict:

@@ -14,8 +14,22 @@ from omegaconf import DictConfig
 from sgmse_nc.config import CONFIG_DIR  # also registers the run_key resolver that names run folders
 
 
+def main() -> float | None:
+    """Check the command line's config choices (one `error:` line, status 2), then run Hydra."""
+    import os
+
+    from sgmse_nc.cli import run_main
+    from sgmse_nc.config import check_overrides
+
+    if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP ranks > 0 re-run a command line rank 0 has checked
+        status = run_main(check_overrides, sys.argv[1:])
+        if status:
+            sys.exit(status)
+    return hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     from sgmse_nc.cli import report_error
     from sgmse_nc.train.run import optimized_value, train
 

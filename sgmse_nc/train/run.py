@@ -18,7 +18,8 @@ from sgmse_nc.io import read_json, write_json, write_text_atomic
 
 from sgmse_nc.data.scan import scan_datamodule
 from sgmse_nc.data.errors import DataConfigError
-from sgmse_nc.errors import UserError, find_user_error
+from sgmse_nc.devices import check_device
+from sgmse_nc.errors import OptionError, UserError, find_user_error
 from sgmse_nc.threads import set_threads
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,35 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
         raise UserError(f"ckpt_path={ckpt_path}: file not found. Give a .ckpt from a run's checkpoints/ "
                         f"folder, or ckpt_path=auto (the default) to resume the run folder's last.ckpt.")
     return ckpt_path
+
+
+def built_from_config(node: str, build):
+    """build() -> the object a config node describes; a constructor refusing the node's values (ValueError,
+    Lightning's MisconfigurationException, an unknown keyword) becomes one OptionError line naming the node."""
+    from hydra.errors import InstantiationException
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return build()
+    except (InstantiationException, MisconfigurationException, ValueError, TypeError) as err:
+        if find_user_error(err) is not None:
+            raise
+        cause = err
+        while cause.__cause__ is not None:  # Hydra wraps the constructor's own error
+            cause = cause.__cause__
+        if isinstance(cause, TypeError) and "keyword argument" not in str(cause):
+            raise  # a bug, not a value the user gave
+        if not isinstance(cause, (MisconfigurationException, ValueError, TypeError)):
+            raise
+        raise OptionError(f"{node}: {' '.join(str(cause).split())} (conf/{node}/ and the command line's "
+                          f"{node}.* overrides)") from err
+
+
+def check_accelerator(accelerator) -> None:
+    """trainer.accelerator=gpu/cuda/mps on a machine without one: one line naming what this machine has."""
+    device = {"gpu": "cuda"}.get(str(accelerator), str(accelerator))
+    if device in ("cuda", "mps"):
+        check_device(device, option=f"trainer.accelerator={accelerator}")
 
 
 def build_data(cfg: DictConfig):
@@ -146,12 +176,14 @@ def train(cfg: DictConfig) -> dict:
     set_threads(cfg.get("threads", 1))
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
-    datamodule = build_data(cfg)
+    datamodule = built_from_config("data", lambda: build_data(cfg))
     scan_datamodule(datamodule)  # every data file's header, before anything is built or trained
-    model = build_model(cfg)
-    callbacks = [RankSeed(cfg.seed), *_instantiate_dict(cfg.get("callbacks"))]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=_instantiate_dict(cfg.get("logger")) or False,
-                          enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks))
+    model = built_from_config("model", lambda: build_model(cfg))
+    callbacks = [RankSeed(cfg.seed), *built_from_config("callbacks", lambda: _instantiate_dict(cfg.get("callbacks")))]
+    check_accelerator(cfg.trainer.get("accelerator", "auto"))
+    trainer = built_from_config("trainer", lambda: instantiate(
+        cfg.trainer, callbacks=callbacks, logger=_instantiate_dict(cfg.get("logger")) or False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks)))
     rank_zero_info(f"effective batch {effective_batch(cfg, trainer)} = {cfg.data.batch_size} per device x "
                    f"{trainer.num_devices} device(s) x {trainer.num_nodes} node(s) x "
                    f"{trainer.accumulate_grad_batches} accumulated; precision {trainer.precision}")

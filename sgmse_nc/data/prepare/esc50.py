@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from sgmse_nc.audio import SAMPLE_RATE
+from sgmse_nc.cli import Number
 from sgmse_nc.data.errors import BuildError
 from sgmse_nc.data.noise_pool import AudioPool
 from sgmse_nc.data.noise_source import PoolSource
@@ -115,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--esc50", required=True, type=Path, help="ESC-50 folder with audio/ and meta/esc50.csv")
     add_snr_set_arguments(parser)
     parser.add_argument("--categories", nargs="+", default=None, help="ESC-50 categories (default all 50)")
-    parser.add_argument("--folds", nargs="+", type=int, default=None, help="ESC-50 folds 1-5 (default all)")
+    parser.add_argument("--folds", nargs="+", type=Number(int, low=1, high=5), default=None, help="ESC-50 folds 1-5 (default all)")
     parser.add_argument("--reference", choices=("other_clip", "same_clip"), default="other_clip",
                         help="reference from another clip of the category (default) or elsewhere in the same clip")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sgmse_nc.audio import SAMPLE_RATE
+from sgmse_nc.cli import Number
 from sgmse_nc.data.augment import ConcatSource, EventSource, SyntheticSource, VaryingGainSource
 from sgmse_nc.data.errors import BuildError
 from sgmse_nc.data.noise_pool import AudioPool
@@ -159,7 +160,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", choices=PoolSource.REFERENCES, default="same_recording",
                         help="reference for pool noise: another stretch of the recording (default) or another clip "
                              "of the class")
-    parser.add_argument("--crossfade-seconds", type=float, default=0.05)
+    parser.add_argument("--crossfade-seconds", type=Number(float, low=0), default=0.05)
 
 
 def run(args: argparse.Namespace) -> dict:

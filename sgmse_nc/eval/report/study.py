@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sgmse_nc.audio import list_audio, read_audio, write_audio
+from sgmse_nc.cli import Number
 from sgmse_nc.errors import UserError
 from sgmse_nc.eval.tables import label_order
 
@@ -173,6 +174,7 @@ class Study:
         needed = references if any(float(w) > 0 for w in cfg.guidance) else []
         sets = {name: check_set(name, path, needed) for name, path in expand_sets(cfg.sets).items()}
         sampler = {k: v for k, v in OmegaConf.to_container(cfg.get("sampler") or {}).items() if v is not None}
+        check_values(cfg, runs, sampler)
         return cls(cfg, runs, sets, cells(cfg.guidance, references), references, sampler)
 
     @property
@@ -211,3 +213,26 @@ class Study:
     def train_references(self, run: Run, folder: Path) -> Path:
         """noisy − clean of a training folder without noise_ref/ (what same_utterance training used)."""
         return oracle_references(folder, self.out_dir / "work" / "train_refs" / run.name)
+
+
+# The report config's numbers and their ranges, checked at start: a bad value is one `error:` line, not a study
+# whose every condition failed.
+NUMBERS = {"seed": Number(int, low=0), "batch_size": Number(int, low=1), "score_workers": Number(int, low=0),
+           "spectrogram_files": Number(int, low=0), "sampler.N": Number(int, low=1),
+           "diagnostics.max_train": Number(int, low=1), "diagnostics.k": Number(int, low=1),
+           "diagnostics.s_lo": Number(float), "diagnostics.s_hi": Number(float)}
+
+
+def check_values(cfg, runs: list[Run], sampler: dict) -> None:
+    """Every number in range, the device present on this machine, the sampler defined for each run's SDE."""
+    from sgmse_nc.devices import check_device
+    from sgmse_nc.diffusion.checkpoints import read_our_checkpoint
+    from sgmse_nc.enhance.folder import check_checkpoint_sampler
+
+    for key, number in NUMBERS.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            number.check(key, value)
+    check_device(cfg.get("device"), f"device={cfg.get('device')}")
+    for run in runs if sampler else []:  # the checkpoint's own sampler was checked when it was trained
+        check_checkpoint_sampler(read_our_checkpoint(run.ckpt), sampler, config_key="sampler")
