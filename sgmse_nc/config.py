@@ -75,4 +75,4 @@ def check_overrides(args: list[str]) -> None:
     try:
         compose_config(overrides)
     except (HydraException, OmegaConfBaseException) as err:
-        raise OptionError(f"{' '.join(overrides)}: {' '.join(str(err).split())}") from None
+        raise OptionError(f"{' '.join(str(err).split())} (the configs: conf/)") from None

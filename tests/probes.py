@@ -104,3 +104,33 @@ def validate_on_devices(root: str, devices: int, out: str) -> None:
 
 if __name__ == "__main__":
     validate_on_devices(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+
+
+class PlantNonFinite(pl.Callback):
+    """A data fault: NaN in the clean spectrogram of the training batches at the given optimizer steps (on one
+    rank, or every rank when `rank` is None). Appends one JSON line per planted step and rank to `path`: whether
+    the step left the weights, the EMA and its update count as they were."""
+
+    def __init__(self, steps, path: str, rank: int | None = None):
+        self.steps, self.path, self.rank = set(steps), Path(path), rank
+        self.before = None
+
+    def _state(self, pl_module):
+        weights = float(sum(p.detach().double().sum() for p in pl_module.parameters()))
+        return weights, float(sum(s.double().sum() for s in pl_module.ema.shadow)), pl_module.ema.num_updates
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.before = None
+        if trainer.global_step in self.steps:
+            self.before = self._state(pl_module)
+            if self.rank is None or trainer.global_rank == self.rank:
+                batch["x"] = batch["x"] * float("nan")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.before is not None:
+            after = self._state(pl_module)
+            line = {"rank": trainer.global_rank, "step": trainer.global_step - 1,
+                    "weights_same": after[0] == self.before[0], "ema_same": after[1] == self.before[1],
+                    "ema_updates_same": after[2] == self.before[2]}
+            with open(self.path, "a") as f:
+                f.write(json.dumps(line) + "\n")

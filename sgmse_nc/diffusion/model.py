@@ -79,6 +79,9 @@ class ScoreModel(pl.LightningModule):
         self.ema = ParameterEMA(self, ema_decay)
         self._ema_swap = None
         self._streams: dict[str, torch.Generator] = {}  # training's named generators (seed_streams)
+        # Set by a guard that dropped this step's gradients (sgmse_nc.train.nonfinite): the weights did not move,
+        # so neither does their average.
+        self.step_skipped = False
 
     # ---- the score ------------------------------------------------------------------------------------
     def forward(self, x_t, y, t, cond=None):
@@ -150,7 +153,10 @@ class ScoreModel(pl.LightningModule):
         # Lightning calls this once per optimizer step (once per `accumulate_grad_batches` batches): the EMA
         # follows the weights the step has just produced.
         super().optimizer_step(*args, **kwargs)
-        self.ema.update(self)
+        if self.step_skipped:
+            self.step_skipped = False
+        else:
+            self.ema.update(self)
 
     def reset_ema(self) -> None:
         """Restart the average from the current weights (after loading weights from outside, e.g. SGMSE+)."""

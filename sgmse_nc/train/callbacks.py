@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from sgmse_nc.io import atomic_path, remove_leftovers
+from sgmse_nc.io import remove_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ def progress_line(step: int, max_steps: int, loss: float | None, steps_done: int
 class LastCheckpoint(Callback):
     """checkpoints/last.ckpt, always the newest state of the run: every `every_n_steps` optimizer steps, at
     every epoch end, at the end of training, and when the run is stopped (SIGTERM, SIGUSR1 — what SLURM sends
-    before preemption — or Ctrl-C). Written to a temporary file and renamed, so a kill never leaves a torn file.
+    before preemption — or Ctrl-C). Written to a temporary file and renamed (SafeCheckpointIO), so a kill never
+    leaves a torn file.
     """
 
     def __init__(self, dirpath, every_n_steps: int = 500):
@@ -111,12 +112,10 @@ class LastCheckpoint(Callback):
         if trainer.global_step == self._saved_step and self.path.is_file():
             return
         # weights_only=False: the full state (optimizer, loops, EMA) a resume needs; saying so also keeps
-        # Lightning from warning "`weights_only` was not set" at every save.
-        if trainer.is_global_zero:
-            with atomic_path(self.path) as tmp:
-                trainer.save_checkpoint(tmp, weights_only=False)
-        else:
-            trainer.save_checkpoint(self.path, weights_only=False)  # in the collective; only rank 0 writes
+        # Lightning from warning "`weights_only` was not set" at every save. Every rank takes part in the
+        # collective; rank 0 writes, atomically and checked for NaN/Inf (sgmse_nc.train.checkpoint_io.
+        # SafeCheckpointIO, the trainer's checkpoint writer)
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
 
     def on_train_start(self, trainer, pl_module):

@@ -14,6 +14,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from sgmse_nc.train.callbacks import LastCheckpoint, RankSeed
+from sgmse_nc.train.checkpoint_io import SafeCheckpointIO
 from sgmse_nc.io import read_json, write_json, write_text_atomic
 
 from sgmse_nc.data.scan import scan_datamodule
@@ -183,6 +184,7 @@ def train(cfg: DictConfig) -> dict:
     check_accelerator(cfg.trainer.get("accelerator", "auto"))
     trainer = built_from_config("trainer", lambda: instantiate(
         cfg.trainer, callbacks=callbacks, logger=_instantiate_dict(cfg.get("logger")) or False,
+        plugins=[SafeCheckpointIO()],  # every checkpoint checked for NaN/Inf and written atomically
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks)))
     rank_zero_info(f"effective batch {effective_batch(cfg, trainer)} = {cfg.data.batch_size} per device x "
                    f"{trainer.num_devices} device(s) x {trainer.num_nodes} node(s) x "
