@@ -10,13 +10,17 @@ permissions the user's umask gives (not `mkstemp`'s 0600). `write_csv` writes a 
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
+
+from sgmse_nc.errors import UserError
 
 # ".<final name>.<8 hex>.tmp<final suffix>": hidden, names its target, keeps the suffix for writers that
 # infer the format from it.
@@ -45,20 +49,72 @@ def remove_leftovers(folder, recursive: bool = True) -> int:
     return len(leftovers)
 
 
+class DiskWriteError(UserError):
+    """A write the file system refused (full, over quota, read-only, not permitted). The previous file is kept and
+    no temporary file is left; the message names the path, the free space and what the write needed."""
+
+
+# errno -> what the user is told; every other OSError is not the disk's doing and keeps its own message
+DISK_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+               errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+               errno.EPERM: "operation not permitted", errno.EFBIG: "file too large for this file system"}
+FULL_DISK_BYTES = 1 << 20  # a writer failing with less free than this ran out of space (libsndfile and torch's
+#                            zip writer report a full disk without its errno)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def _free_bytes(folder: Path) -> int | None:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def disk_write_error(path: Path, err: BaseException, written: int = 0) -> DiskWriteError | None:
+    """The DiskWriteError a failed write of `path` amounts to (None when the disk is not the cause).
+    written: bytes the writer got into the file before it failed (what the file needs, at least)."""
+    free = _free_bytes(path.parent)
+    code = getattr(err, "errno", None)
+    if code not in DISK_ERRORS:
+        if isinstance(err, OSError) or free is None or free >= FULL_DISK_BYTES:
+            return None
+        code = errno.ENOSPC
+    space = f"{_size(free)} free there" if free is not None else "free space unknown"
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        need = f", the file needs more than the {_size(written)} written before the failure" if written else ""
+        fix = "Free space there (or write elsewhere)"
+    else:
+        need, fix = "", f"Make {path.parent} writable (or write elsewhere)"
+    return DiskWriteError(f"{path}: cannot be written ({DISK_ERRORS[code]}; {space}{need}). The previous file is "
+                          f"kept and nothing half-written is left. {fix}, then rerun the same command: it resumes "
+                          f"where it stopped.")
+
+
 @contextmanager
 def atomic_path(path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; once the block succeeds, the file written there is synced and
-    renamed onto `path`. On any error the temporary file is removed and `path` is left as it was."""
+    renamed onto `path`. On any error the temporary file is removed and `path` is left as it was; a failure the
+    disk caused (full, read-only, no permission) becomes one DiskWriteError naming the path and the space."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = temp_name(path)
-        try:  # created with mode 0o666 minus the umask, as open() would; O_EXCL: never reuse a name
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            tmp = temp_name(path)
+            try:  # created with mode 0o666 minus the umask, as open() would; O_EXCL: never reuse a name
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                break
+            except FileExistsError:
+                continue
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
         try:
@@ -66,8 +122,17 @@ def atomic_path(path) -> Iterator[Path]:
         finally:
             os.close(fd)
         os.replace(tmp, path)
+    except Exception as err:
+        written = tmp.stat().st_size if tmp is not None and tmp.is_file() else 0
+        problem = disk_write_error(path, err, written)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if problem is None:
+            raise
+        raise problem from err
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def write_text_atomic(path, text: str) -> None:

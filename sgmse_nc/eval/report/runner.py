@@ -16,6 +16,7 @@ import pandas as pd
 
 from sgmse_nc.eval import comparison
 from sgmse_nc.eval.folder import evaluate_folders, init_worker
+from sgmse_nc.io import DiskWriteError
 from sgmse_nc.eval.report.study import Cell, ReportError, Run, Study, error_line
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ def enhance_and_score(study: Study) -> None:
                             pending[key] = scorer.submit(folder / "enhanced", test_set, folder / "eval", group_cols,
                                                          study.metrics)
                         except Exception as err:  # noqa: BLE001 - one failed cell must not stop the study
+                            if isinstance(err, DiskWriteError):
+                                raise  # but a full disk stops every cell: one line, and a rerun resumes
                             log.error("run %s, set %s, %s failed:\n%s", run.name, set_name, folder.name,
                                       traceback.format_exc())
                             pending[key] = f"enhancement failed: {error_line(err)}"
@@ -94,6 +97,8 @@ def enhance_and_score(study: Study) -> None:
                     job.result()
                     job = None
                 except Exception as err:  # noqa: BLE001
+                    if isinstance(err, DiskWriteError):
+                        raise
                     job = f"scoring failed: {error_line(err)}"
             study.results[key] = job
     finally:
