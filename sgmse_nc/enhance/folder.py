@@ -21,6 +21,7 @@ from sgmse_nc.devices import check_device
 from sgmse_nc.errors import Interrupted, OptionError, UserError
 from sgmse_nc.io import input_holding, refuse_other_params, remove_leftovers, write_json
 from sgmse_nc.spec import DEFAULT_SAMPLE_RATE, Spectrogram
+from sgmse_nc.lock import folder_lock
 
 if TYPE_CHECKING:
     from sgmse_nc.diffusion.model import ScoreModel  # imported when a model is loaded: checks and errors stay fast
@@ -284,29 +285,30 @@ def enhance_folder(ckpt, noisy, out, options: EnhanceOptions | None = None, ref_
                                          f"others"))
     check_checkpoint_sampler({"hyper_parameters": info["hparams"]}, options.sampler)
     settings = options.settings(ckpt, info["step"], ref_dir, strategy)
-    _check_settings(out_dir, settings, options.overwrite)
-    remove_leftovers(out_dir)  # temporary files of writes a killed run left behind
-    usable = [i for i in inputs if i.name not in problems]
-    done = {i.name for i in usable if not options.overwrite and (out_dir / i.name).is_file()}
-    summary = {"files": len(inputs), "enhanced": 0, "skipped_existing": len(done),
-               "skipped_bad": {str(n): str(p) for n, p in problems.items()}, "failed": {}}
-    if len(done) == len(usable):
-        log.info("all %d usable file(s) already enhanced in %s", len(usable), out_dir)
-        return summary
+    with folder_lock(out_dir, "enhancement"):  # one writer per output folder: refused at start, not mixed
+        _check_settings(out_dir, settings, options.overwrite)
+        remove_leftovers(out_dir)  # temporary files of writes a killed run left behind
+        usable = [i for i in inputs if i.name not in problems]
+        done = {i.name for i in usable if not options.overwrite and (out_dir / i.name).is_file()}
+        summary = {"files": len(inputs), "enhanced": 0, "skipped_existing": len(done),
+                   "skipped_bad": {str(n): str(p) for n, p in problems.items()}, "failed": {}}
+        if len(done) == len(usable):
+            log.info("all %d usable file(s) already enhanced in %s", len(usable), out_dir)
+            return summary
 
-    model = load_model(ckpt, options.device, options.use_ema, options.encoder_weights)
-    _record_settings(out_dir, settings)  # only now: a checkpoint that does not load leaves no record
-    if ref_dir and not model.conditional:
-        log.warning("%s is an unconditional model: the references in %s are not used", ckpt, ref_dir)
-    try:
-        _FolderRun(model, usable, headers, done, out_dir, options, batch_size, summary,
-                   pause_seconds=options.ref_seconds if strategy == "from_noisy_pauses" else None).run()
-    except KeyboardInterrupt:
-        left = len(usable) - len(done) - summary["enhanced"] - len(summary["failed"])
-        raise Interrupted(f"{summary['enhanced']} file(s) finished in {out_dir} this run ({len(done)} were "
-                          f"there before), {left} left. Rerun the same command to resume; finished files are "
-                          f"kept and give the same result.") from None
-    return summary
+        model = load_model(ckpt, options.device, options.use_ema, options.encoder_weights)
+        _record_settings(out_dir, settings)  # only now: a checkpoint that does not load leaves no record
+        if ref_dir and not model.conditional:
+            log.warning("%s is an unconditional model: the references in %s are not used", ckpt, ref_dir)
+        try:
+            _FolderRun(model, usable, headers, done, out_dir, options, batch_size, summary,
+                       pause_seconds=options.ref_seconds if strategy == "from_noisy_pauses" else None).run()
+        except KeyboardInterrupt:
+            left = len(usable) - len(done) - summary["enhanced"] - len(summary["failed"])
+            raise Interrupted(f"{summary['enhanced']} file(s) finished in {out_dir} this run ({len(done)} were "
+                              f"there before), {left} left. Rerun the same command to resume; finished files are "
+                              f"kept and give the same result.") from None
+        return summary
 
 
 class _FolderRun:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from contextlib import nullcontext
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from sgmse_nc.train.callbacks import LastCheckpoint, RankSeed
@@ -21,6 +23,7 @@ from sgmse_nc.data.scan import scan_datamodule
 from sgmse_nc.data.errors import DataConfigError
 from sgmse_nc.devices import check_device
 from sgmse_nc.errors import OptionError, UserError, find_user_error
+from sgmse_nc.lock import folder_lock
 from sgmse_nc.threads import set_threads
 
 log = logging.getLogger(__name__)
@@ -173,9 +176,16 @@ def train(cfg: DictConfig) -> dict:
     """Fit the model; returns the trainer's final metrics (for Hydra sweepers)."""
     if _multirun_job_needs_own_processes(cfg):
         return train_subprocess(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    # one writer per run folder (a rerun or a sweep job with the same overrides is refused); DDP ranks > 0 run
+    # inside rank 0's lock
+    with folder_lock(output_dir, "training") if rank_zero_only.rank == 0 else nullcontext():
+        return _fit(cfg, output_dir)
+
+
+def _fit(cfg: DictConfig, output_dir: Path) -> dict:
     pl.seed_everything(cfg.seed, workers=True)  # identical initial weights on every rank
     set_threads(cfg.get("threads", 1))
-    output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     datamodule = built_from_config("data", lambda: build_data(cfg))
     scan_datamodule(datamodule)  # every data file's header, before anything is built or trained

@@ -74,7 +74,13 @@ def _run(argv=None) -> int:
         return 0
     name = argv.pop(0) if argv and "=" not in argv[0] else "default"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    tables = run_report(load_config(name, argv))
+    cfg = load_config(name, argv)
+    from contextlib import nullcontext
+
+    from sgmse_nc.lock import folder_lock
+
+    with folder_lock(cfg.out_dir, "report") if cfg.get("out_dir") else nullcontext():  # one writer per report
+        tables = run_report(cfg)
     failed = [f"{s}: " + ", ".join(f"{k}={v}" for k, v in system["labels"].items())
               for s, result in tables.items() for system in result["systems"] if system["error"]]
     if failed:
