@@ -44,7 +44,8 @@ def noisy(tmp_path):
     return tmp_path / "noisy"
 
 
-@pytest.mark.parametrize("code, said", [("ENOSPC", "no space left on the device"), ("EROFS", "read-only")])
+@pytest.mark.parametrize("code, said", [("ENOSPC", "no space left on the device"),
+                                        pytest.param("EROFS", "read-only", marks=pytest.mark.slow)])
 def test_enhance_stops_on_a_refused_write_and_resumes(tiny_ckpt, noisy, tmp_path, code, said):
     out = tmp_path / "out"
     args = ["enhance.py", "--ckpt", tiny_ckpt, "--noisy", noisy, "--out", out, "--N", "2"]
@@ -72,6 +73,24 @@ def test_training_keeps_its_last_good_checkpoint_on_a_full_disk(tmp_path):
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 6
 
 
+def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_path):
+    """Killed (SIGKILL: nothing runs after it) with half of the second last.ckpt written: the first one is whole,
+    and the same command resumes from it (the temporary file and the dead process's lock are cleared)."""
+    train = ["train.py", "experiment=demo", f"paths.root_dir={tmp_path}", f"paths.data_dir={tmp_path}/data",
+             "+data.prepare.num_train=4", "+data.prepare.num_valid=2", "+data.prepare.num_test=2",
+             "data.batch_size=2", "data.num_eval_files=0", "data.train.num_frames=64", "sampler.N=2",
+             "trainer.max_steps=6", "trainer.check_val_every_n_epoch=50", "callbacks.last.every_n_steps=2",
+             f"hydra.run.dir={tmp_path / 'run'}"]
+    killed = run(FAULT, "SIGKILL", "last.ckpt", 2, *train)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 2
+    assert not no_leftovers(last.parent)  # the torn temporary file is there, beside the whole last.ckpt
+    resumed = run(*train)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 6 and no_leftovers(last.parent)
+
+
 def _can_mount_tmpfs() -> bool:
     if shutil.which("unshare") is None:
         return False
@@ -80,6 +99,7 @@ def _can_mount_tmpfs() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="this machine does not let a user namespace mount a tmpfs")
 def test_enhance_on_a_real_full_disk_resumes_once_space_is_freed(tiny_ckpt, noisy, tmp_path):
     """A 48 KiB tmpfs holds the settings record and one 1-second file: libsndfile fails on the second without an

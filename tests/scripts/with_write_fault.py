@@ -4,11 +4,13 @@
 
 From the 2nd atomic write (sgmse_nc.io.atomic_path) of a file matching the pattern on, each fails as a full
 (ENOSPC), read-only (EROFS) or forbidden (EACCES) disk would: the data is written, then finishing it raises
-OSError. The command then runs as its entry point does."""
+OSError. SIGKILL instead kills the process in the middle of that write (half of the data written). The command
+then runs as its entry point does."""
 import errno
 import fnmatch
 import os
 import runpy
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,9 @@ def failing_atomic_path(path):
         yield tmp
         if fnmatch.fnmatch(Path(path).name, pattern):
             count[0] += 1
+            if count[0] >= int(first) and code == "SIGKILL":
+                os.truncate(tmp, os.path.getsize(tmp) // 2)
+                os.kill(os.getpid(), signal.SIGKILL)
             if count[0] >= int(first):
                 raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
 
