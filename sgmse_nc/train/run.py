@@ -194,7 +194,8 @@ def _fit(cfg: DictConfig, output_dir: Path) -> dict:
     check_accelerator(cfg.trainer.get("accelerator", "auto"))
     trainer = built_from_config("trainer", lambda: instantiate(
         cfg.trainer, callbacks=callbacks, logger=_instantiate_dict(cfg.get("logger")) or False,
-        plugins=[SafeCheckpointIO()],  # every checkpoint checked for NaN/Inf and written atomically
+        # every checkpoint checked for NaN/Inf and written atomically, beside the config's own plugins
+        plugins=[*(instantiate(cfg.trainer.get("plugins")) or []), SafeCheckpointIO()],
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks)))
     rank_zero_info(f"effective batch {effective_batch(cfg, trainer)} = {cfg.data.batch_size} per device x "
                    f"{trainer.num_devices} device(s) x {trainer.num_nodes} node(s) x "

@@ -28,13 +28,14 @@ def planted_run(tmp_path, steps, *extra):
             "trainer.max_epochs=100", "trainer.check_val_every_n_epoch=50", "callbacks.last.every_n_steps=2",
             "callbacks.nonfinite.max_consecutive_skips=3", "hydra.run.dir=" + str(tmp_path / "run"),
             "+callbacks.plant._target_=tests.probes.PlantNonFinite", f"+callbacks.plant.steps={steps}",
-            f"+callbacks.plant.path={tmp_path / 'plant.jsonl'}", *extra]
+            f"+callbacks.plant.path={tmp_path / 'plant.jsonl'}", "+logger.csv.flush_logs_every_n_steps=1",
+            "trainer.log_every_n_steps=1", *extra]
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
 
 
 def check_stopped_by_the_guard(tmp_path, out, ranks=(0,)):
-    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert out.returncode == 2 and len(errors) == 1 and "Traceback" not in out.stderr, out.stderr[-4000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]  # each rank stops
+    assert out.returncode == 2 and len(errors) == len(ranks) and "Traceback" not in out.stderr, out.stderr[-4000:]
     line = errors[0]
     assert "3 optimizer steps in a row had a non-finite loss or gradient" in line and "Likely causes" in line
     assert "Files of those batches" in line and "tr0" in line  # the demo corpus's training file ids
@@ -55,8 +56,7 @@ def check_stopped_by_the_guard(tmp_path, out, ranks=(0,)):
 
 
 def test_planted_nan_batches_are_skipped_counted_and_stop_the_run(tmp_path):
-    out = planted_run(tmp_path, "[1,3,4,5,6,7,8,9]", "+logger.csv.flush_logs_every_n_steps=1",
-                      "trainer.log_every_n_steps=1")
+    out = planted_run(tmp_path, "[1,3,4,5,6,7,8,9]")
     check_stopped_by_the_guard(tmp_path, out)
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["callbacks"]["NonFiniteGuard"]["skipped"] >= 2  # the count survives a resume
@@ -95,8 +95,12 @@ def test_ddp_ranks_skip_the_same_steps(tmp_path):
 
 @pytest.mark.slow
 def test_16_mixed_counts_the_scalers_skip(tmp_path):
-    """CPU autocast float16 with Lightning's gradient scaler: the scaler skips the step itself, the guard counts it
-    (and the EMA stays)."""
-    out = planted_run(tmp_path, "[1,3,4,5,6,7,8,9]", "trainer.precision=16-mixed")
+    """CPU autocast float16 with a gradient scaler: the scaler skips the step itself, the guard counts it (and the
+    EMA stays). Lightning turns trainer.precision=16-mixed on a CPU into bf16-mixed (no scaler), so the float16
+    plugin and its CPU GradScaler are given as a trainer plugin, as a config may."""
+    scaler = "{_target_:torch.amp.GradScaler,device:cpu}"
+    out = planted_run(tmp_path, "[1,3,4,5,6,7,8,9]", "trainer.precision=null",
+                      "+trainer.plugins=[{_target_:pytorch_lightning.plugins.precision.MixedPrecision,"
+                      f"precision:16-mixed,device:cpu,scaler:{scaler}}}]")
     check_stopped_by_the_guard(tmp_path, out)
     assert "float16 overflow (trainer.precision=16-mixed" in out.stderr and "GradScaler" not in out.stderr
