@@ -139,12 +139,9 @@ class ScoreModel(pl.LightningModule):
         return score_matching_loss(self(x_t, y, t, z), noise, std)
 
     def training_step(self, batch, batch_idx):
+        # A non-finite loss is not raised here: sgmse_nc.train.nonfinite.NonFiniteGuard skips that optimizer step
+        # (no weight, no EMA update), counts it and stops the run after K in a row (issue 22).
         loss = self._loss(batch)
-        if not torch.isfinite(loss):  # before backward: a NaN never reaches the weights, the EMA or a checkpoint
-            raise FloatingPointError(
-                f"non-finite training loss ({float(loss)}) at step {self.global_step} under precision "
-                f"{self.trainer.precision if self._trainer else 'unknown'}; last.ckpt holds the state before it. "
-                f"Try trainer.precision=32 or bf16-mixed, or a lower model.lr.")
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True,
                  batch_size=batch["x"].shape[0])
         return loss

@@ -103,9 +103,10 @@ def test_frozen_cache_under_float16_stores_finite_embeddings_and_refuses_nan(tow
     assert len(enc._cache) == 2  # the NaN embedding was never cached
 
 
-def test_non_finite_loss_stops_before_the_weights():
+def test_non_finite_loss_is_left_to_the_guard():
+    """The loss comes back non-finite (not raised): train.nonfinite.NonFiniteGuard skips that optimizer step, so
+    it never reaches the weights, the EMA or a checkpoint (tests/train/test_nonfinite.py runs it in train.py)."""
     model = build_model_from_config([*SMALL, "sde=ouve", "sampler=ode", "encoder=none"])
     batch = small_batch()
     batch["y"] = batch["y"] * float("nan")
-    with pytest.raises(FloatingPointError, match="non-finite training loss"):
-        model.training_step(batch, 0)
+    assert not torch.isfinite(model.training_step(batch, 0))
