@@ -126,9 +126,16 @@ def busy_message(folder: Path, holder: dict) -> str:
 
 @contextmanager
 def folder_lock(folder, what: str) -> Iterator[dict]:
-    """Hold the folder's lock for the block (see the module docstring)."""
+    """Hold the folder's lock for the block (see the module docstring). A folder the lock had to create is
+    removed again if the block left it empty (a run refused later leaves nothing behind)."""
+    created = not Path(folder).exists()
     record = acquire(folder, what)
     try:
         yield record
     finally:
         release(folder, record)
+        if created:
+            try:
+                Path(folder).rmdir()
+            except OSError:
+                pass  # not empty: the block wrote there

@@ -148,13 +148,13 @@ def test_output_folder_problems_are_refused_before_anything_is_written(tmp_path,
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--N", "0", "--N 0: must be at least 1"),
-    ("--batch-size", "0", "--batch-size 0: must be at least 1"),
+    ("--N", "0", "argument --N: '0' is not an integer at least 1"),
+    ("--batch-size", "0", "argument --batch-size: '0' is not an integer at least 1"),
     ("--chunk-seconds", "0.01", "--chunk-seconds 0.01: must be 0 (whole files) or at least 0.5 s"),
-    ("--guidance", "nan", "--guidance nan: must be a finite number"),
-    ("--snr", "0", "--snr 0.0: must be a finite number above 0"),
-    ("--corrector-steps", "-1", "--corrector-steps -1: must be 0 or more"),
-    ("--N", "two", "argument --N: invalid int value: 'two'"),
+    ("--guidance", "nan", "argument --guidance: 'nan' is not a number at least 0"),
+    ("--snr", "0", "argument --snr: '0' is not a number above 0"),
+    ("--corrector-steps", "-1", "argument --corrector-steps: '-1' is not an integer at least 0"),
+    ("--N", "two", "argument --N: 'two' is not an integer at least 1"),
 ])
 def test_numeric_options_are_validated_by_name(tmp_path, tiny_ckpt, option, value, message):
     noisy, _ = folder(tmp_path, 1)
