@@ -2,7 +2,7 @@
 
     <out>/data/demo/               training classes: train / valid / test (the in-distribution set)
     <out>/data/demo_unseen/        the unseen classes: its test/ is the unseen-noise set
-    <out>/data/nonstationary/      non-stationary noise over the in-distribution test speech
+    <out>/data/nonstationary/snr_5/  non-stationary noise over the in-distribution test speech (5 dB)
     <out>/runs/<row>/seed<s>/      one training run per row and seed (rerun: resumes from last.ckpt)
     <out>/report/                  the run-level report (report.md, <set>/comparison.*)
     <out>/report/<set>/paired.*    each run x w against the baseline row and w against w = 0, 95% intervals
@@ -97,7 +97,7 @@ def build_sets(plan: StudyPlan) -> dict[str, Path]:
                      **{**corpus, "num_train": 1, "num_valid": 0})
     build_nonstationary(data / "demo" / "test" / "clean", data / "nonstationary", snrs=(5,), seed=0, progress=False)
     return {"in_distribution": data / "demo" / "test", "unseen_noise": data / "demo_unseen" / "test",
-            "nonstationary": data / "nonstationary"}
+            "nonstationary": data / "nonstationary" / "snr_5"}  # the builder writes one folder per SNR
 
 
 def run_command(args: list[str], what: str) -> None:
