@@ -128,3 +128,21 @@ def write_noise_wav(path: Path, seconds: float, rate: int = 16000, seed: int = 0
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, 0.1 * np.random.default_rng(seed).standard_normal(int(seconds * rate)), rate, subtype="PCM_16")
     return path
+
+
+# ---- stand-ins of every corpus the data configs read -------------------------------------------------------
+
+def synthetic_corpora(data: Path) -> None:
+    """Stand-ins for every corpus the experiments read: VoiceBank-DEMAND layout and two noise pools."""
+    from sgmse_nc.audio import write_audio
+    from sgmse_nc.data.prepare.demo import ensure_demo_corpus
+
+    # two noise types over six utterances: the honest reference strategies find another utterance of the label
+    ensure_demo_corpus(data / "vbdmd", num_train=6, num_valid=2, num_test=2, seconds=[1.0, 1.5],
+                       noise_types=["white", "pink"])
+    ensure_demo_corpus(data / "ears_wham", num_train=6, num_valid=2, num_test=2, seconds=[1.0, 1.5],
+                       noise_types=["white", "pink"], sample_rate=48000)  # the 48 kHz rows' corpus (same layout)
+    rng = np.random.default_rng(0)
+    for path in ("noise/DEMAND/DKITCHEN/ch01.wav", "noise/DEMAND/DKITCHEN/ch02.wav", "noise/DEMAND/STRAFFIC/ch01.wav",
+                 "noise/DEMAND/STRAFFIC/ch02.wav", "noise/wham_noise/tr/a.wav"):
+        write_audio(data / path, 0.1 * rng.standard_normal(8 * 16000).astype(np.float32), 16000)

@@ -49,7 +49,7 @@ def test_training_on_48k_and_corrupt_files_stops_at_setup_with_every_file_named(
     data = vb_layout(tmp_path / "data" / "vbdmd", rate=48000)
     (data / "train" / "noisy" / "p1.wav").write_bytes(b"RIFF\x00\x00 corrupt")
     out = run("train.py", "data=vbdmd", f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}",
-              "backbone=ncsnpp_tiny", "trainer=cpu", "data.num_workers=0", "data.train.reference=noise_ref_dir")
+              "debug=tiny", "data.train.reference=noise_ref_dir")
     line = error_line(out)
     # train + valid (clean, noisy, noise_ref x 2); the test split is built (and scanned) only with test_after_fit
     assert "12 of 12 input file(s) cannot be used, training was not started" in line

@@ -22,10 +22,9 @@ def run(*args, cwd=ROOT):
 
 def test_train_resume_enhance_evaluate(tmp_path):
     data, run_dir = tmp_path / "data", tmp_path / "run"
-    common = ["train.py", "experiment=demo", f"paths.data_dir={data}", f"hydra.run.dir={run_dir}",
+    common = ["train.py", "experiment=demo", "debug=tiny", f"paths.data_dir={data}", f"hydra.run.dir={run_dir}",
               "+data.prepare.num_train=4", "+data.prepare.num_valid=2", "+data.prepare.num_test=3",
-              "data.batch_size=2", "data.num_eval_files=1", "sampler.N=2", "trainer.max_epochs=10",
-              "trainer.check_val_every_n_epoch=1", "ckpt_path=auto"]
+              "trainer.max_epochs=10", "ckpt_path=auto"]
     run(*common, "trainer.max_steps=2")
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     assert ckpt.is_file() and (run_dir / "config.yaml").is_file()

@@ -1,6 +1,6 @@
 """A few optimizer steps of a tiny model on random batches with a real Lightning Trainer, optionally DDP.
 
-    python tests/scripts/fit_tiny.py OUT_DIR DEVICES OVERRIDE...   (Hydra overrides of conf/train.yaml)
+    python tests/scripts/fit_tiny.py OUT_DIR DEVICES OVERRIDE...   (Hydra overrides of conf/train.yaml + debug=tiny)
 
 DDP runs Lightning's own launcher (this script is re-executed per rank) with gloo on CPU and
 find_unused_parameters=false, as conf/trainer/ddp.yaml does: a parameter left out of the graph fails the run.
@@ -34,7 +34,7 @@ class RandomExamples(Dataset):
 def main(out_dir: str, devices: str, *overrides: str):
     torch.set_num_threads(1)
     pl.seed_everything(0)
-    model = build_model_from_config(["backbone=ncsnpp_tiny", *overrides])
+    model = build_model_from_config(["debug=tiny", *overrides])  # conf/debug/tiny.yaml: the tiny net
     ddp = int(devices) > 1
     trainer = pl.Trainer(accelerator="cpu", devices=int(devices), max_steps=2, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

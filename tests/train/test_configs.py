@@ -1,5 +1,5 @@
-"""Every experiment file composes and builds (model on the meta device, callbacks, loggers); the ddp / wandb /
-slurm configs instantiate on the CPU; in the slow set every experiment trains a couple of steps."""
+"""The ddp / wandb / slurm configs instantiate on the CPU; in the slow set every experiment trains two steps with
+the tiny settings (debug=tiny). test_config_groups builds every option of every group, experiments included."""
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +10,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sgmse_nc.audio import write_audio
 from sgmse_nc.config import CONFIG_DIR, compose_config
 from sgmse_nc.train.run import _instantiate_dict, build_model, train
-from tests.helpers import random_tower_overrides
+from tests.helpers import random_tower_overrides, synthetic_corpora
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
@@ -21,22 +20,6 @@ EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 def compose_experiment(name, *overrides, root="/tmp/x"):
     return compose_config([f"experiment={name}", f"paths.root_dir={root}", f"paths.output_dir={root}/run",
                            *overrides])
-
-
-@pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_composes_and_builds(name):
-    cfg = compose_experiment(name, *random_tower_overrides(compose_experiment(name)))
-    assert cfg.experiment_name == name
-    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
-    assert "cond_dim" not in cfg.backbone  # the model takes it from the encoder
-    with torch.device("meta"):
-        model = build_model(cfg)
-    assert next(model.dnn.parameters()).is_meta
-    assert model.encoder.embed_dim == cfg.encoder.embed_dim and model.cond_drop_prob == cfg.model.cond_drop_prob
-    assert model.sampler_cfg == OmegaConf.to_container(cfg.sampler, resolve=True)
-    callbacks = _instantiate_dict(cfg.callbacks)
-    assert callbacks and all(isinstance(c, pl.Callback) for c in callbacks)
-    assert all(isinstance(logger, pl.loggers.Logger) for logger in _instantiate_dict(cfg.logger))
 
 
 def test_ddp_trainer_instantiates_on_the_cpu(tmp_path):
@@ -75,36 +58,14 @@ def test_slurm_launcher_takes_its_shape_from_the_trainer(tmp_path):
 
 # ---------------------------------------------------------------------------------------- slow: train each
 
-def synthetic_corpora(data: Path) -> None:
-    """Stand-ins for every corpus the experiments read: VoiceBank-DEMAND layout and two noise pools."""
-    from sgmse_nc.data.prepare.demo import ensure_demo_corpus
-
-    # two noise types over six utterances: the honest reference strategies find another utterance of the label
-    ensure_demo_corpus(data / "vbdmd", num_train=6, num_valid=2, num_test=2, seconds=[1.0, 1.5],
-                       noise_types=["white", "pink"])
-    ensure_demo_corpus(data / "ears_wham", num_train=6, num_valid=2, num_test=2, seconds=[1.0, 1.5],
-                       noise_types=["white", "pink"], sample_rate=48000)  # the 48 kHz rows' corpus (same layout)
-    rng = np.random.default_rng(0)
-    for path in ("noise/DEMAND/DKITCHEN/ch01.wav", "noise/DEMAND/DKITCHEN/ch02.wav", "noise/DEMAND/STRAFFIC/ch01.wav",
-                 "noise/DEMAND/STRAFFIC/ch02.wav", "noise/wham_noise/tr/a.wav"):
-        write_audio(data / path, 0.1 * rng.standard_normal(8 * 16000).astype(np.float32), 16000)
-
-
-TINY = ["backbone=ncsnpp_tiny", "trainer=cpu", "trainer.max_steps=2", "trainer.max_epochs=1",
-        "++trainer.val_check_interval=2", "trainer.check_val_every_n_epoch=null", "++trainer.limit_val_batches=1",
-        "data.batch_size=2", "data.num_workers=0", "data.num_eval_files=1", "sampler.N=2", "logger=csv"]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_trains_two_steps_on_tiny_overrides(name, tmp_path):
+def test_experiment_trains_two_steps_with_the_tiny_settings(name, tmp_path):
     synthetic_corpora(tmp_path / "data")
     composed = compose_experiment(name)
-    overrides = TINY + (["data.train.length=4", "data.valid.length=2"]
-                        if composed.data.train._target_.endswith("MixingDataset") else [])
+    overrides = ["debug=tiny"] + (["data.train.length=4", "data.valid.length=2"]  # a short epoch of mixtures
+                                  if composed.data.train._target_.endswith("MixingDataset") else [])
     overrides += random_tower_overrides(composed)
-    if composed.backbone.xattn_resolutions:  # the tiny backbone's coarsest level is 32 bins
-        overrides.append("backbone.xattn_resolutions=[32]")
     if name == "demo":  # its own corpus, made by the data config's prepare step
         overrides += ["+data.prepare.num_train=4", "+data.prepare.num_valid=2", "+data.prepare.num_test=2"]
     cfg = compose_experiment(name, *overrides, root=str(tmp_path))

@@ -24,12 +24,12 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WANDB_MOD
 
 
 def tiny_train_args(tmp_path, *extra):
-    """A train.py command line for a few steps of the tiny demo model on a tiny synthetic corpus."""
-    return ["train.py", "experiment=demo", f"paths.root_dir={tmp_path}", f"paths.data_dir={tmp_path}/data",
+    """A train.py command line for a few steps of the demo with the tiny settings on a tiny synthetic corpus
+    (validation only where a test asks for it; last.ckpt every 2 steps)."""
+    return ["train.py", "experiment=demo", "debug=tiny", f"paths.root_dir={tmp_path}", f"paths.data_dir={tmp_path}/data",
             "+data.prepare.num_train=4", "+data.prepare.num_valid=2", "+data.prepare.num_test=2",
-            "data.batch_size=2", "data.num_eval_files=0", "data.train.num_frames=64", "sampler.N=2",
-            "trainer.max_epochs=100", "trainer.check_val_every_n_epoch=50", "callbacks.last.every_n_steps=2",
-            *extra]
+            "data.num_eval_files=0", "trainer.max_epochs=100", "trainer.val_check_interval=null",
+            "trainer.check_val_every_n_epoch=50", "callbacks.last.every_n_steps=2", *extra]
 
 
 def run(args, expect=0, env=ENV):
