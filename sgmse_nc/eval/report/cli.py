@@ -1,7 +1,7 @@
 """Run-level evaluation: trained runs × test sets × guidance scales × reference strategies -> the study's tables.
 
-    python -m sgmse_nc.eval.report [CONFIG] [Hydra overrides]
-    python -m sgmse_nc.eval.report demo +runs.demo=outputs/demo/quickstart guidance=[0,1,3]
+usage: sgmse-report [CONFIG] [Hydra overrides]          (or: python -m sgmse_nc.eval.report ...)
+    sgmse-report +runs.demo=outputs/demo/quickstart +sets.test=data/demo/test guidance=[0,1,3]
 
 CONFIG names a file under conf/report/ (default: `default`) or is a path to a YAML file of the same form.
 For every run (a checkpoint, or a run folder holding checkpoints/last.ckpt) and every test set (a folder
