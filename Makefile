@@ -17,11 +17,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The console scripts (pip install -e . puts them in $(BIN)); python train.py / enhance.py / evaluate.py are the same.
 demo: setup
-	$(BIN)/python train.py experiment=demo hydra.run.dir=$(RUN) ckpt_path=auto
-	$(BIN)/python enhance.py --ckpt $(RUN)/checkpoints/last.ckpt --noisy $(DEMO)/test/noisy \
+	$(BIN)/sgmse-train experiment=demo hydra.run.dir=$(RUN) ckpt_path=auto
+	$(BIN)/sgmse-enhance --ckpt $(RUN)/checkpoints/last.ckpt --noisy $(DEMO)/test/noisy \
 		--ref-dir $(DEMO)/test/noise_ref --threads auto --out $(RUN)/enhanced
-	$(BIN)/python evaluate.py --enhanced $(RUN)/enhanced --clean $(DEMO)/test/clean \
+	$(BIN)/sgmse-evaluate --enhanced $(RUN)/enhanced --clean $(DEMO)/test/clean \
 		--noisy $(DEMO)/test/noisy --manifest $(DEMO)/test/manifest.csv --group-by snr --out $(RUN)/eval
 
 test: setup
