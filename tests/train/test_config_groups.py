@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from sgmse_nc.config import CONFIG_DIR, compose_config
 from sgmse_nc.diffusion.sampling import SAMPLERS
 from sgmse_nc.encoders import build_encoder
+from sgmse_nc.errors import find_user_error
 from sgmse_nc.train.run import _instantiate_dict, build_data, build_model
 from tests.helpers import random_tower_overrides, synthetic_corpora
 
@@ -293,8 +294,9 @@ def test_the_model_refuses_a_sampler_not_defined_for_its_sde(root):
     assert refused  # pc on the bridge, sb_sde on OUVE, ...
     for sde, sampler in refused:
         cfg = _compose((f"sde={sde}", f"sampler={sampler}", "encoder=none"), str(root))
-        with pytest.raises(Exception, match=f"sampler '{sampler_name(sampler)}' is not defined for sde="):
+        with pytest.raises(Exception, match=f"sampler '{sampler_name(sampler)}' is not defined for sde=") as refusal:
             build_model(cfg)
+        assert find_user_error(refusal.value)  # a choice to fix: sgmse-train says so in one error: line, exit 2
 
 
 def test_the_model_refuses_tokens_without_cross_attention_and_the_reverse(root):
