@@ -28,8 +28,8 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_commands_are_the_ones_the_readme_names():
-    assert sorted(SCRIPTS) == ["sgmse-demo", "sgmse-enhance", "sgmse-evaluate", "sgmse-prepare", "sgmse-report",
-                               "sgmse-train"]
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "sgmse-train" in SCRIPTS and all(f"| `{name}` |" in readme for name in SCRIPTS)  # the Commands table
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
