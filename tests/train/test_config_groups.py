@@ -109,7 +109,8 @@ def built_model(cfg):
 
 def enhances(model, frames: int = 16) -> None:
     """The model's own sampler runs on a short noisy spectrogram (N=2, the tiny setting)."""
-    y = torch.randn(1, 1, 256, frames, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    bins = model.dnn.image_size  # n_fft // 2 + 1 of the model's spectrogram
+    y = torch.randn(1, 1, bins, frames, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
     x = model.eval().enhance_spec(0.1 * y)
     assert x.shape == y.shape and torch.isfinite(torch.view_as_real(x)).all()
 
@@ -146,14 +147,23 @@ def check_sampler(root, option):
 
 
 def check_data(root, option):
+    """The datamodule with one batch; a corpus at another rate than the default spec is paired with the spec
+    option it fits (the data layer refuses the others at setup, as a user error)."""
     overrides = [f"data={option}", "test_after_fit=true"]  # also the test split
     if "prepare" in _compose((f"data={option}",), str(root)).data:  # a corpus the config makes itself: tiny
         overrides += ["+data.prepare.num_train=4", "+data.prepare.num_valid=2", "+data.prepare.num_test=2"]
-    cfg = tiny(root, *overrides)
-    datamodule = build_data(cfg)
+    for spec in [(), *[(f"spec={s}",) for s in OPTIONS["spec"]]]:
+        cfg = tiny(root, *overrides, *spec)
+        try:
+            datamodule = build_data(cfg)
+            datamodule.setup("fit")
+            batch = next(iter(datamodule.train_dataloader()))
+            break
+        except Exception as err:  # noqa: BLE001 - only a refused sample rate may send us to the next spec
+            assert find_user_error(err) and "sample rate" in str(err), err
+    else:
+        raise AssertionError(f"data={option} fits no spec option")
     assert isinstance(datamodule, pl.LightningDataModule)
-    datamodule.setup("fit")
-    batch = next(iter(datamodule.train_dataloader()))
     assert batch["x"].shape[0] == batch["y"].shape[0] == cfg.data.batch_size and batch["x"].is_complex()
     assert len(datamodule.test_set) > 0
 
@@ -257,6 +267,7 @@ def check_report(root, option):
 CHECKS = {
     "backbone": check_model_option("backbone"),
     "encoder": check_model_option("encoder"),
+    "spec": check_model_option("spec"),
     "sde": check_sde,
     "sampler": check_sampler,
     "data": check_data,
