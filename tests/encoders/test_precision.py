@@ -11,7 +11,7 @@ from sgmse_nc.encoders.pretrained import EmbeddingError
 
 PRECISIONS = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
 # A small spectrogram (n_fft 126: 64 bins) keeps a float16 CPU step affordable; towers see 16 kHz waveforms.
-SMALL = ["backbone=ncsnpp_tiny", "backbone.image_size=64", "spec.n_fft=126", "spec.hop_length=32"]
+SMALL = ["backbone=ncsnpp_tiny", "spec.n_fft=126", "spec.hop_length=32"]
 ENCODERS = {
     "none": ["encoder=none"],
     "cnn": ["encoder=cnn", "encoder.embed_dim=16", "encoder.channels=[8,8,8,8]"],

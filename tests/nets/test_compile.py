@@ -9,7 +9,7 @@ import torch
 
 from sgmse_nc.config import build_model_from_config
 
-SMALL = ["backbone=ncsnpp_tiny", "backbone.image_size=64", "spec.n_fft=126", "spec.hop_length=32", "sde=ouve",
+SMALL = ["backbone=ncsnpp_tiny", "spec.n_fft=126", "spec.hop_length=32", "sde=ouve",
          "sampler=ode"]
 
 
