@@ -21,7 +21,9 @@ def batch(seed: int = 0) -> dict:
 
 
 def train_step(model, data) -> float:
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    # SGD: Adam's first step is lr * sign(grad), which turns a 1e-12 rounding difference of a near-zero gradient
+    # into a full step; SGD moves each weight by lr x its gradient, so equal gradients give equal weights.
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     torch.manual_seed(1)  # the same diffusion times and noise for both models
     loss = model._loss(data)
     loss.backward()
