@@ -23,20 +23,6 @@ PROG = "sgmse-train"
 _task_started = False  # errors before the task are the command line's; after it, train() reports its own
 
 
-def main() -> float | None:
-    """Check the command line's config choices (one `error:` line, status 2), then run Hydra."""
-    import os
-
-    from sgmse_nc.cli import run_main
-    from sgmse_nc.config import check_overrides
-
-    if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP ranks > 0 re-run a command line rank 0 has checked
-        status = run_main(check_overrides, sys.argv[1:])
-        if status:
-            sys.exit(status)
-    return hydra_main()
-
-
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
     from sgmse_nc.cli import report_error
@@ -59,12 +45,19 @@ def main() -> float | None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from sgmse_nc.cli import ArgumentParser, USER_ERROR
+    from sgmse_nc.cli import USER_ERROR, ArgumentParser, run_main
+    from sgmse_nc.config import check_overrides
 
     parser = get_args_parser()
     parser.prog = PROG
     parser.error = ArgumentParser.error.__get__(parser)  # one `error:` line (status 2) instead of usage + message
     parser.parse_args()
+    # The config choices and keys of the overrides, checked before Hydra composes (one line naming the choices).
+    # DDP ranks > 0 re-run a command line that rank 0 has checked.
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        status = run_main(check_overrides, sys.argv[1:])
+        if status:
+            sys.exit(status)
     # Without it Hydra prints a composition error in several lines and exits 1; with it the error reaches us.
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
