@@ -329,9 +329,11 @@ def test_readme_dynamic_mixing_example_names_every_key_it_needs(tmp_path):
     from sgmse_nc.errors import UserError
     from sgmse_nc.train.run import build_data
 
-    text = (REPO / "README.md").read_text()
-    block = re.search(r"```bash\n(python train.py experiment=mixing_cnn_cfg .*?)```", text, re.S).group(1)
-    args = shlex.split(block.replace("\\\n", " "))[2:]
+    text = (REPO / "docs" / "data.md").read_text()  # the README's data recipes live in docs/data.md
+    block = re.search(r"```bash\n((?:python train.py|sgmse-train) experiment=mixing_cnn_cfg .*?)```", text,
+                      re.S).group(1)
+    words = shlex.split(block.replace("\\\n", " "))
+    args = words[words.index("experiment=mixing_cnn_cfg"):]
     rng = np.random.default_rng(2)
     corpora = tmp_path / "corpora"
     for split in ("train", "valid"):

@@ -129,12 +129,12 @@ def test_import_stays_light_and_exports_the_enhancer_lazily():
 
 
 def readme_python_example() -> str:
-    """The ```python block of the README's Enhancement section."""
+    """The ```python block of the README's Python API section."""
     readme = (REPO_ROOT / "README.md").read_text()
-    section = readme[readme.index("\n## Enhancement\n"):]
+    section = readme[readme.index("\n## Python API\n"):]
     section = section[:section.index("\n## ", 1)]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 1, "the Enhancement section holds one ```python example"
+    assert len(blocks) == 1, "the Python API section holds one ```python example"
     return blocks[0]
 
 
