@@ -2,7 +2,9 @@
 balanced over the items (layout and guarantees: sgmse_nc.data.prepare.snr_sets).
 
     python -m sgmse_nc.data.prepare esc50 --esc50 <ESC-50-master> --clean <vbdmd>/test/clean \\
-        --out <root>/esc50_ood --snrs 0 5 10 --seed 0
+        --out <root>/esc50_ood --snrs 0 5 10 --seed 0 [--sample-rate 48000]
+
+ESC-50's 44.1 kHz clips are resampled to the set's rate (--sample-rate, default 16 kHz).
 """
 from __future__ import annotations
 
@@ -53,13 +55,14 @@ def read_esc50_meta(esc50: Path, categories: list[str] | None, folds: list[int] 
 def build_esc50(esc50, clean, out, snrs=(0, 5, 10), categories: list[str] | None = None,
                 folds: list[int] | None = None, seed: int = 0, reference: str = "other_clip",
                 ref_seconds: float = 1.0, num_items: int | None = None, min_speech_seconds: float = 0.5,
-                progress: bool = True) -> dict:
+                progress: bool = True, sample_rate: int = SAMPLE_RATE) -> dict:
     """Clean speech + ESC-50 clips at each SNR; categories balanced over the items.
 
     reference: "other_clip" (another clip of the same category, level-matched) or "same_clip" (a stretch of
     the same clip outside the mixed one; when the clip's active part is too short for that, or its stretches
     are near-copies of the mixed one (a looped event), another clip of the category is used and counted as
     `same_clip_fallbacks`).
+    sample_rate: the rate of the written set; the clips are resampled to it, clean speech below it is refused.
     """
     if reference not in ("other_clip", "same_clip"):
         raise BuildError(f"--reference must be other_clip or same_clip, not {reference!r}.")
@@ -70,15 +73,15 @@ def build_esc50(esc50, clean, out, snrs=(0, 5, 10), categories: list[str] | None
                         "snrs": snrs, "categories": sorted(categories) if categories else None,
                         "folds": sorted(folds) if folds else None, "seed": seed, "reference": reference,
                         "ref_seconds": ref_seconds, "num_items": num_items,
-                        "min_speech_seconds": min_speech_seconds})
-    speech = speech_pool(clean, min_speech_seconds)  # before claiming: bad input leaves no folder behind
-    pool = AudioPool(esc50 / "audio", files=[esc50 / "audio" / r["filename"] for r in rows],
+                        "min_speech_seconds": min_speech_seconds, "sample_rate": sample_rate})
+    speech = speech_pool(clean, min_speech_seconds, sample_rate)  # before claiming: bad input leaves no folder behind
+    pool = AudioPool(esc50 / "audio", sample_rate, files=[esc50 / "audio" / r["filename"] for r in rows],
                      labels=str(esc50 / "meta" / "esc50.csv"), trim_silence=True, min_seconds=0.05, name="ESC-50")
     done = claim_output(out, params)
     if done is not None:
         return {**done, "already_built": True}
 
-    ref_len = int(round(ref_seconds * SAMPLE_RATE))
+    ref_len = int(round(ref_seconds * sample_rate))
     other = {c: PoolSource(pool, reference="same_class", label=c) for c in pool.by_label}
     same = {c: PoolSource(pool, reference="same_recording", label=c, warn_overlap=False) for c in pool.by_label}
     count = num_items or len(speech)
@@ -101,7 +104,7 @@ def build_esc50(esc50, clean, out, snrs=(0, 5, 10), categories: list[str] | None
             yield Item(f"{item_id}_{category}", wav, pair, speech.files[k % len(speech)].name,
                        {"category": category}, {}, xcorr)
 
-    rows_by_snr = render(out, progress_bar(items(), count, progress, "esc50"), snrs)
+    rows_by_snr = render(out, progress_bar(items(), count, progress, "esc50"), snrs, sample_rate)
     notes = {"reference": reference, "noise_clips": len(pool), "skipped_speech": sum(speech.skipped.values())
              + len(skipped), "skipped_noise": sum(pool.skipped.values()), **policy_notes(policy)}
     other_clip = relations["same_class_other_recording"]
@@ -124,6 +127,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     summary = build_esc50(args.esc50, args.clean, args.out, args.snrs, args.categories, args.folds, args.seed,
                           args.reference, args.ref_seconds, args.num_items, args.min_speech_seconds,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, sample_rate=args.sample_rate)
     print(format_summary(summary))
     return summary

@@ -2,7 +2,10 @@
 SNRs, the kinds balanced over the items (layout and guarantees: sgmse_nc.data.prepare.snr_sets).
 
     python -m sgmse_nc.data.prepare nonstationary --clean <vbdmd>/test/clean --out <root>/nonstationary \\
-        --noise <DEMAND> --snrs 0 5 10 --seed 0
+        --noise <DEMAND> --snrs 0 5 10 --seed 0 [--sample-rate 48000]
+
+Noise folders of any rate are resampled to the set's rate (--sample-rate, default 16 kHz); synthetic noise is
+made at it.
 """
 from __future__ import annotations
 
@@ -59,7 +62,7 @@ class NonStationary:
 
 
 def noise_types(noise_dirs: list[Path], labels: str | None, trim_silence: bool, synthetic: list[str],
-                reference: str) -> tuple[dict, dict, list[AudioPool]]:
+                reference: str, sample_rate: int = SAMPLE_RATE) -> tuple[dict, dict, list[AudioPool]]:
     """Named noise types: each synthetic type, and each class of each pool (or each pool without labels);
     and the same types as the policy's fallback draws them: pool classes with two recordings or more take the
     reference from another recording of the class (the others draw again: another recording, another stretch)."""
@@ -67,11 +70,12 @@ def noise_types(noise_dirs: list[Path], labels: str | None, trim_silence: bool, 
     for kind in synthetic:
         if kind not in NOISES:
             raise BuildError(f"unknown synthetic noise {kind!r}; choose from {', '.join(NOISES)}.")
-        types[f"synthetic:{kind}"] = fallback[f"synthetic:{kind}"] = SyntheticSource(kind)
+        types[f"synthetic:{kind}"] = fallback[f"synthetic:{kind}"] = SyntheticSource(kind, sample_rate)
     for folder in noise_dirs:
         if not folder.is_dir():
             raise BuildError(f"{folder}: noise folder not found. Check --noise.")
-        pool = AudioPool(folder, labels=labels, trim_silence=trim_silence, min_seconds=0.1, name=folder.name)
+        pool = AudioPool(folder, sample_rate, labels=labels, trim_silence=trim_silence, min_seconds=0.1,
+                         name=folder.name)
         pools.append(pool)
         if pool.by_label:
             for label in pool.by_label:
@@ -87,7 +91,8 @@ def noise_types(noise_dirs: list[Path], labels: str | None, trim_silence: bool, 
 def build_nonstationary(clean, out, noise_dirs=(), noise_labels: str | None = "subfolder", trim_silence: bool = False,
                         synthetic: list[str] | None = None, kinds=KINDS, snrs=(0, 5, 10), seed: int = 0,
                         reference: str = "same_recording", ref_seconds: float = 1.0, crossfade_seconds: float = 0.05,
-                        num_items: int | None = None, min_speech_seconds: float = 0.5, progress: bool = True) -> dict:
+                        num_items: int | None = None, min_speech_seconds: float = 0.5, progress: bool = True,
+                        sample_rate: int = SAMPLE_RATE) -> dict:
     """Clean speech + noise that changes within the utterance; the kinds are balanced over the items.
 
     concat       2-3 different noise types in a row, equal RMS, crossfaded
@@ -95,6 +100,7 @@ def build_nonstationary(clean, out, noise_dirs=(), noise_labels: str | None = "s
     events       sudden short events of one type 6-18 dB over a background of another type
     Noise types: `synthetic` types (default white, pink, brown, hum when no noise folder is given) and every
     class of every `noise_dirs` pool (classes from `noise_labels`: "subfolder", None or a csv).
+    sample_rate: the rate of the written set; noise folders are resampled to it, clean speech below it is refused.
     """
     clean, out = Path(clean), Path(out)
     noise_dirs = [Path(d) for d in noise_dirs]
@@ -108,9 +114,10 @@ def build_nonstationary(clean, out, noise_dirs=(), noise_labels: str | None = "s
                         "noise_dirs": noise_dirs, "noise_labels": noise_labels, "trim_silence": trim_silence,
                         "synthetic": synthetic, "kinds": kinds, "snrs": snrs, "seed": seed, "reference": reference,
                         "ref_seconds": ref_seconds, "crossfade_seconds": crossfade_seconds, "num_items": num_items,
-                        "min_speech_seconds": min_speech_seconds})
-    speech = speech_pool(clean, min_speech_seconds)
-    types, fallback_types, pools = noise_types(noise_dirs, noise_labels, trim_silence, synthetic, reference)
+                        "min_speech_seconds": min_speech_seconds, "sample_rate": sample_rate})
+    speech = speech_pool(clean, min_speech_seconds, sample_rate)
+    types, fallback_types, pools = noise_types(noise_dirs, noise_labels, trim_silence, synthetic, reference,
+                                               sample_rate)
     if len(types) < 2 and {"concat", "events"} & set(kinds):
         raise BuildError(f"kinds concat and events need at least 2 noise types, found {list(types) or 'none'}. "
                          f"Add --synthetic types or a --noise folder with classes (sub-folders).")
@@ -120,9 +127,9 @@ def build_nonstationary(clean, out, noise_dirs=(), noise_labels: str | None = "s
     if done is not None:
         return {**done, "already_built": True}
 
-    ref_len = int(round(ref_seconds * SAMPLE_RATE))
-    maker = NonStationary(types, int(round(crossfade_seconds * SAMPLE_RATE)))
-    other_recording = NonStationary(fallback_types, maker.crossfade)
+    ref_len = int(round(ref_seconds * sample_rate))
+    maker = NonStationary(types, int(round(crossfade_seconds * sample_rate)), sample_rate)
+    other_recording = NonStationary(fallback_types, maker.crossfade, sample_rate)
     fix = ("Give longer noise recordings, more recordings per class"
            + (" (--reference same_class), " if reference == "same_recording" else ", ") + "or more --synthetic types")
     count = num_items or len(speech)
@@ -140,7 +147,7 @@ def build_nonstationary(clean, out, noise_dirs=(), noise_labels: str | None = "s
             yield Item(f"{item_id}_{plan[k]}", wav, pair, speech.files[k % len(speech)].name,
                        {"kind": plan[k], "category": pair.category}, {"detail": pair.info["detail"]}, xcorr)
 
-    rows_by_snr = render(out, progress_bar(items(), count, progress, "nonstationary"), snrs)
+    rows_by_snr = render(out, progress_bar(items(), count, progress, "nonstationary"), snrs, sample_rate)
     notes = {"noise_types": len(types), "skipped_speech": sum(speech.skipped.values()) + len(skipped),
              "skipped_noise": sum(sum(p.skipped.values()) for p in pools), **policy_notes(policy)}
     summary = finish(out, "nonstationary", params, rows_by_snr, COLUMNS, "kind", notes)
@@ -168,6 +175,6 @@ def run(args: argparse.Namespace) -> dict:
     summary = build_nonstationary(args.clean, args.out, args.noise, labels, args.trim_silence, args.synthetic,
                                   args.kinds, args.snrs, args.seed, args.reference, args.ref_seconds,
                                   args.crossfade_seconds, args.num_items, args.min_speech_seconds,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, sample_rate=args.sample_rate)
     print(format_summary(summary))
     return summary

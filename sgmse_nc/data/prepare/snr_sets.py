@@ -6,13 +6,14 @@ changes within the utterance (non-stationary).
     python -m sgmse_nc.data.prepare nonstationary --clean <vbdmd>/test/clean --out <root>/nonstationary \\
         --noise <DEMAND> --snrs 0 5 10 --seed 0
 
-Both write, for every SNR k, `<out>/snr_<k>/{clean,noisy,noise_ref}/<id>.wav` (16 kHz, PCM 16) and
+Both write, for every SNR k, `<out>/snr_<k>/{clean,noisy,noise_ref}/<id>.wav` (PCM 16 at `--sample-rate`,
+default 16 kHz: noise of any rate is resampled to it, clean speech below it is refused) and
 `<out>/snr_<k>/manifest.csv`; each `snr_<k>` folder is a paired subset (PairedFolderDataset(root=<out>,
 subset="snr_5")) whose `noise_ref/` serves the `noise_ref_dir` reference strategy. An utterance gets the same
 noise and reference at every SNR; only the gain differs. Every reference passes the reference policy
 (sgmse_nc.data.honesty: no overlap with the mixed noise, no near-copy of it; rejected candidates are redrawn
 and counted in DONE.json). Manifest columns: id, (kind), category, snr, speech_file, noise_file,
-noise_offset, reference_file, reference_offset (offsets in samples at 16 kHz inside the source file;
+noise_offset, reference_file, reference_offset (offsets in samples at the set's rate inside the source file;
 composite noises join their parts with ';'), reference_relation (e.g. same_recording_disjoint,
 same_class_other_recording, independent_draw), reference_max_xcorr (whitened max normalised
 cross-correlation with the mixed noise), achieved_snr (dB: speech power over the power of the ACTIVE noise
@@ -20,8 +21,9 @@ frames, measured after level handling), (detail).
 
 Builds are deterministic for a seed (every item draws from a generator seeded by (seed, item)), atomic
 (each file is written to a temporary name, then renamed), resumable (`PARAMS.json` while running;
-finished files are kept) and idempotent (`DONE.json` holds the parameters: the same command again only
-prints the summary, different parameters on an existing folder are refused and nothing is overwritten).
+finished files are kept) and idempotent (`DONE.json` holds the parameters, the rate among them: the same
+command again only prints the summary, different parameters on an existing folder are refused and nothing is
+overwritten).
 """
 from __future__ import annotations
 
@@ -69,7 +71,8 @@ def claim_output(out: Path, params: dict) -> dict | None:
     before anything is written.
     """
     for name in (DONE_FILE, PARAMS_FILE):
-        old = refuse_other_params(out / name, params, f"Use another --out, or delete {out} to rebuild.", BuildError)
+        old = refuse_other_params(out / name, _as_recorded(out / name, params),
+                                  f"Use another --out, or delete {out} to rebuild.", BuildError)
         if old is not None:
             return old.get("summary", {}) if name == DONE_FILE else None
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -77,6 +80,15 @@ def claim_output(out: Path, params: dict) -> dict | None:
                          f"Give an empty or new --out folder.")
     write_text_atomic(out / PARAMS_FILE, json.dumps({"params": params}, indent=2, sort_keys=True))
     return None
+
+
+def _as_recorded(marker: Path, params: dict) -> dict:
+    """`params` as a marker written before the rate was an option holds them: those sets are 16 kHz."""
+    if params.get("sample_rate") == SAMPLE_RATE and marker.is_file():
+        recorded = json.loads(marker.read_text()).get("params", {})
+        if "sample_rate" not in recorded:
+            return {k: v for k, v in params.items() if k != "sample_rate"}
+    return params
 
 
 def canonical(params: dict) -> dict:
@@ -159,6 +171,7 @@ def finish(out: Path, name: str, params: dict, rows: dict[float, list[dict]], co
         "builder": name,
         "out": str(out),
         "items": len(first),
+        "sample_rate": params["sample_rate"],
         "per_snr": {snr_folder(snr): {"count": len(r),
                                       "mean_achieved_snr": round(float(np.mean([x["achieved_snr"] for x in r])), 3)
                                       if r else None} for snr, r in rows.items()},
@@ -171,14 +184,14 @@ def finish(out: Path, name: str, params: dict, rows: dict[float, list[dict]], co
 
 
 def format_summary(summary: dict) -> str:
-    lines = [f"{summary['builder']}: {summary['items']} items per SNR in {summary['out']}"]
+    lines = [f"{summary['builder']}: {summary['items']} items per SNR at {summary['sample_rate']} Hz in {summary['out']}"]
     for folder, stats in summary["per_snr"].items():
         lines.append(f"  {folder}: {stats['count']} items, mean achieved SNR {stats['mean_achieved_snr']} dB")
     for key, value in summary.items():
         if key.startswith("per_") and key != "per_snr":
             lines.append(f"  {key[4:]}: " + ", ".join(f"{k} {v}" for k, v in value.items()))
     for key, value in summary.items():
-        if key not in ("builder", "items", "out", "per_snr") and not key.startswith("per_"):
+        if key not in ("builder", "items", "out", "per_snr", "sample_rate") and not key.startswith("per_"):
             lines.append(f"  {key}: {value}")
     return "\n".join(lines)
 
@@ -205,10 +218,19 @@ def balanced(labels: list[str], count: int, seed: int) -> list[str]:
     return [labels[int(j) % len(labels)] for j in order]
 
 
-def speech_pool(clean: Path, min_seconds: float) -> AudioPool:
+def speech_pool(clean: Path, min_seconds: float, sample_rate: int = SAMPLE_RATE) -> AudioPool:
+    """The clean test speech read at `sample_rate`; speech recorded below it is refused (upsampled, it would
+    have nothing above its own Nyquist frequency, and the set would claim a band it does not hold)."""
     if not clean.is_dir():
         raise BuildError(f"{clean}: clean speech folder not found. Give --clean <vbdmd root>/test/clean.")
-    return AudioPool(clean, min_seconds=min_seconds, name="clean speech")
+    pool = AudioPool(clean, sample_rate, min_seconds=min_seconds, name="clean speech")
+    low = [f for f in pool.files if f.file_rate < sample_rate]
+    if low:
+        raise BuildError(f"{low[0].path}: clean speech at {low[0].file_rate} Hz ({len(low)} of {len(pool)} file(s) "
+                         f"below {sample_rate} Hz), the set is built at --sample-rate {sample_rate}. Give clean "
+                         f"speech at {sample_rate} Hz or more (e.g. the test/clean of a corpus prepared with "
+                         f"--sample-rate {sample_rate}), or build at --sample-rate {low[0].file_rate}.")
+    return pool
 
 
 def progress_bar(iterable, total: int, enabled: bool, desc: str):
@@ -227,4 +249,7 @@ def add_snr_set_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-items", type=Number(int, low=1), default=None,
                         help="items per SNR (default: one per clean file; more cycle over the files)")
     parser.add_argument("--min-speech-seconds", type=Number(float, low=0), default=0.5, help="shorter clean files are skipped")
+    parser.add_argument("--sample-rate", type=Number(int, low=8000), default=SAMPLE_RATE,
+                        help=f"rate of the set in Hz (default {SAMPLE_RATE}); noise of any rate is resampled to it, "
+                             f"clean speech must be at it or above")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
