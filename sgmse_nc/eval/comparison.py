@@ -6,12 +6,13 @@ sgmse_nc.eval.folder); the noisy input is scored once; here the per-file tables 
 improvement is the mean of per-file differences. One table overall and one per group column (SNR,
 noise category):
 
-    | Run | w | N | PESQ | Δ | ESTOI | Δ | SI-SDR [dB] | Δ |
+    | Run | w | N | PESQ (16 kHz WB) | Δ | ESTOI (10 kHz, pystoi) | Δ | SI-SDR [dB] (16 kHz) | Δ |
     | noisy | – | 6 | 1.20 ± 0.10 |  | ...
     | demo | 1 | 6 | **1.52 ± 0.21** | +0.32 | ...     best mean per column in bold
     | demo | 3 | FAILED | – |  | ...                    a failed system keeps its row; the reason below
 
-Written as comparison.md / comparison.csv (long form) / comparison.json.
+Every header names the rate its metric was computed at (the files' rate for SI-SDR: `sample_rate`). Written as
+comparison.md / comparison.csv (long form: metric names as in per_file.csv) / comparison.json.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sgmse_nc.eval.metrics import METRICS
+from sgmse_nc.eval.metrics import METRICS, metric_header
 from sgmse_nc.eval.tables import json_safe, label_order, markdown_table, summarise
 from sgmse_nc.io import write_csv, write_text_atomic
 
@@ -53,16 +54,17 @@ def _joined(system: pd.DataFrame, noisy: pd.DataFrame | None, metrics, groups: p
 
 
 def compare(systems: list[System], metrics, noisy: pd.DataFrame | None = None, groups: pd.DataFrame | None = None,
-            group_by=()) -> dict:
-    """The comparison as a dict: {"metrics", "label_columns", "group_by", "noisy": summary or None,
+            group_by=(), sample_rate: int | None = None) -> dict:
+    """The comparison as a dict: {"metrics", "sample_rate", "label_columns", "group_by", "noisy": summary or None,
     "systems": [{"labels", "error", "summary"}]} with summaries as in sgmse_nc.eval.tables.summarise.
 
     groups: the manifest's group columns indexed by id (sgmse_nc.eval.folder.load_groups), needed for `group_by`.
+    sample_rate: the rate the files were scored at (the headers name it for the metrics computed at it).
     """
     metrics, group_by = list(metrics), list(group_by)
     label_columns = list(dict.fromkeys(k for s in systems for k in s.labels))
-    result = {"metrics": metrics, "label_columns": label_columns, "group_by": group_by, "noisy": None,
-              "systems": []}
+    result = {"metrics": metrics, "sample_rate": sample_rate, "label_columns": label_columns, "group_by": group_by,
+              "noisy": None, "systems": []}
     if noisy is not None:
         result["noisy"] = summarise(_joined(noisy, None, metrics, groups), metrics, group_by)
     for system in systems:
@@ -134,7 +136,7 @@ def _table(comparison: dict, group_by: str | None, label: str | None) -> list[li
 def _header(comparison: dict, first: list[str]) -> list[str]:
     columns = first + [c.capitalize() if c != "w" else "w" for c in comparison["label_columns"]] + ["N"]
     for m in comparison["metrics"]:
-        columns += [METRICS[m].label, "Δ"]
+        columns += [metric_header(m, comparison.get("sample_rate")), "Δ"]
     return columns
 
 

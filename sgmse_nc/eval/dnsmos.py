@@ -15,15 +15,18 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from sgmse_nc.audio import SAMPLE_RATE, read_audio
+from sgmse_nc.audio import read_audio
 from sgmse_nc.errors import UserError
 from sgmse_nc.eval.folder import index_folder
-from sgmse_nc.eval.metrics import DNSMOS_METRICS
+from sgmse_nc.eval.metrics import DNSMOS_METRICS, metric_rate
 from sgmse_nc.eval.rows import cached_rows, file_key
 from sgmse_nc.io import write_csv
 
 MISSING_EXTRA = ("DNSMOS needs the optional extra: pip install -e \".[dnsmos]\" (speechmos with its ONNX models, "
                  "onnxruntime).")
+
+
+DNSMOS_RATE = metric_rate(DNSMOS_METRICS[0], None)  # the registry's: P.835's models score 16 kHz audio
 
 
 class DnsmosUnavailable(UserError, ImportError):
@@ -46,8 +49,8 @@ def available() -> bool:
         return False
 
 
-def dnsmos_scores(wav, sample_rate: int = SAMPLE_RATE) -> dict:
-    """SIG / BAK / OVRL of one 16 kHz mono waveform (numpy or torch)."""
+def dnsmos_scores(wav, sample_rate: int = DNSMOS_RATE) -> dict:
+    """SIG / BAK / OVRL of one mono waveform (numpy or torch) at DNSMOS_RATE."""
     wav = np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0)  # the model takes [-1, 1] float audio
     result = dnsmos_model().run(wav, sr=sample_rate)
     return {"dnsmos_sig": float(result["sig_mos"]), "dnsmos_bak": float(result["bak_mos"]),
@@ -64,7 +67,7 @@ def dnsmos_folder(folder, cache_csv, quiet: bool = False) -> pd.DataFrame:
     todo = [(i, p) for i, p in sorted(files.items()) if cached.get(i, {}).get("key") != keys[i]]
     rows = [cached[i] for i in sorted(files) if i not in dict(todo)]
     for file_id, path in tqdm(todo, desc="DNSMOS", unit="file", disable=quiet or not todo):
-        rows.append({"id": file_id, **dnsmos_scores(read_audio(path, SAMPLE_RATE, resample=True, min_samples=0)),
+        rows.append({"id": file_id, **dnsmos_scores(read_audio(path, DNSMOS_RATE, resample=True, min_samples=0)),
                      "key": keys[file_id]})
     table = pd.DataFrame(rows, columns=["id", *DNSMOS_METRICS, "key"]).sort_values("id", ignore_index=True)
     write_csv(table, cache_csv)

@@ -24,7 +24,7 @@ from sgmse_nc.cli import ArgumentParser, Number, run_main
 from sgmse_nc.eval import paired
 from sgmse_nc.eval.comparison import NOISY, System, compare, write
 from sgmse_nc.eval.dnsmos import dnsmos_folder, dnsmos_model
-from sgmse_nc.eval.folder import EvaluationError, default_out_dir, evaluate_folders, load_groups
+from sgmse_nc.eval.folder import EvaluationError, default_out_dir, evaluate_folders, load_groups, scored_rate
 from sgmse_nc.eval.metrics import DEFAULT_METRICS, DNSMOS_METRICS, INTRUSIVE_METRICS
 from sgmse_nc.eval.rows import read_per_file
 
@@ -120,24 +120,26 @@ def compare_folders(enhanced: dict[str, Path], clean_dir, noisy_dir=None, out_di
     ids = sorted(set().union(*[set(s.per_file["id"]) for s in systems if s.per_file is not None],
                              set(noisy["id"]) if noisy is not None else set()))
     groups = load_groups(manifest, ids, group_by) if manifest is not None and group_by and ids else None
-    result = compare(systems, metrics, noisy, groups, group_by if groups is not None else ())
+    rate = next(filter(None, (scored_rate(out_dir / sub) for sub in [NOISY, *map(_safe_name, enhanced)])), None)
+    result = compare(systems, metrics, noisy, groups, group_by if groups is not None else (), rate)
     text = write(result, out_dir, f"Comparison against {clean_dir}")
     if baseline is not None:
-        text += "\n" + _write_paired(systems, baseline, metrics, manifest, ids, out_dir)
+        text += "\n" + _write_paired(systems, baseline, metrics, manifest, ids, out_dir, rate)
     if not quiet:
         print(text)
         print(f"results in {out_dir}")
     return result
 
 
-def _write_paired(systems: list[System], baseline: str, metrics, manifest, ids, out_dir: Path) -> str:
+def _write_paired(systems: list[System], baseline: str, metrics, manifest, ids, out_dir: Path,
+                  sample_rate: int | None) -> str:
     """paired.md / .csv: every system minus the baseline, file by file, clustered by the manifest's noise column."""
     cluster = paired.cluster_column(pd.read_csv(manifest, nrows=0).columns) if manifest is not None else None
     groups = load_groups(manifest, ids, [cluster]) if cluster else None
     pairs = [({"system": s.labels["system"]}, {"system": baseline}, f"baseline {baseline}") for s in systems
              if s.labels["system"] != baseline]
     return paired.write(paired.paired_rows(systems, pairs, metrics, groups, cluster), out_dir,
-                        f"Paired differences against {baseline}")
+                        f"Paired differences against {baseline}", sample_rate=sample_rate)
 
 
 def evaluate_dnsmos(enhanced_dir, noisy_dir=None, out_dir=None, manifest=None, group_by=(),

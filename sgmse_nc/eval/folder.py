@@ -144,6 +144,15 @@ def files_rate(pairs: list[Pair]) -> int:
     return next(iter(rates), SAMPLE_RATE)
 
 
+def scored_rate(out_dir) -> int | None:
+    """The rate an evaluation folder's files were scored at (its summary.json), for tables made from its per-file
+    rows (sgmse_nc.eval.comparison); None when the folder holds no summary."""
+    try:
+        return json.loads((Path(out_dir) / "summary.json").read_text())["settings"]["sample_rate"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _normalise_id(file_id: str) -> str:
     file_id = file_id.strip().replace("\\", "/").removeprefix("./")
     stem, dot, ext = file_id.rpartition(".")

@@ -1,10 +1,12 @@
 """Speech-enhancement metrics: PESQ (wide/narrow band), ESTOI and SI-SDR, and the one registry of every metric
-the tables show (`METRICS`: label, decimals, and whether it needs the clean reference; DNSMOS, which does
-not, is computed by sgmse_nc.eval.dnsmos).
+the tables show (`METRICS`: label, decimals, whether it needs the clean reference, and the rate it is computed
+at; DNSMOS, which needs no reference, is computed by sgmse_nc.eval.dnsmos at its registry rate).
 
 Rates: the signals come at the files' rate `sr`; PESQ resamples them to 16 kHz (wide band, P.862.2) or 8 kHz
 (narrow band), ESTOI is pystoi's (it resamples to 10 kHz itself), SI-SDR is computed at `sr`, so a 48 kHz file's
-SI-SDR sees the whole band. `metric_rate` says which rate each metric used (the tables' headers show it).
+SI-SDR sees the whole band, and DNSMOS P.835 scores 16 kHz audio. The code that computes a metric reads its
+rate from the registry (`metric_rate`), and every table header names it (`metric_header`, e.g.
+"PESQ (16 kHz WB)", "SI-SDR [dB] (48 kHz)"): the header says what was computed.
 
 `compute_metrics` never raises on bad audio (silence, too short, PESQ finding no utterance): the
 metric becomes NaN and the reason is kept in the result's "errors" entry, so one bad file cannot
@@ -24,23 +26,24 @@ from pystoi import stoi
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, resample_audio
 
 
-
 @dataclass(frozen=True)
 class Metric:
     label: str  # in tables and plots
     decimals: int  # in tables
     intrusive: bool = True  # scored against the clean reference (compute_metrics); else sgmse_nc.eval.dnsmos
+    rate: int | None = None  # Hz the metric is computed at; None: the files' own rate
+    rate_note: str = ""  # what the header adds after the rate (the band, the library that fixes it)
 
 
 # "pesq" is wide-band (P.862.2), as in the SGMSE+ papers.
 METRICS = {
-    "pesq": Metric("PESQ", 2),
-    "pesq_nb": Metric("PESQ-NB", 2),
-    "estoi": Metric("ESTOI", 2),
+    "pesq": Metric("PESQ", 2, rate=16000, rate_note=" WB"),
+    "pesq_nb": Metric("PESQ-NB", 2, rate=8000, rate_note=" NB"),
+    "estoi": Metric("ESTOI", 2, rate=10000, rate_note=", pystoi"),  # pystoi.stoi.FS: pystoi resamples to it
     "si_sdr": Metric("SI-SDR [dB]", 1),
-    "dnsmos_sig": Metric("DNSMOS SIG", 2, intrusive=False),
-    "dnsmos_bak": Metric("DNSMOS BAK", 2, intrusive=False),
-    "dnsmos_ovrl": Metric("DNSMOS OVRL", 2, intrusive=False),
+    "dnsmos_sig": Metric("DNSMOS SIG", 2, intrusive=False, rate=16000),  # the P.835 models take 16 kHz audio
+    "dnsmos_bak": Metric("DNSMOS BAK", 2, intrusive=False, rate=16000),
+    "dnsmos_ovrl": Metric("DNSMOS OVRL", 2, intrusive=False, rate=16000),
 }
 INTRUSIVE_METRICS = tuple(name for name, m in METRICS.items() if m.intrusive)
 DNSMOS_METRICS = tuple(name for name, m in METRICS.items() if not m.intrusive)
@@ -48,24 +51,17 @@ DEFAULT_METRICS = ("pesq", "estoi", "si_sdr")
 LENGTH_TOLERANCE = 0.01  # relative length difference that is trimmed silently; more is an error
 
 
-PESQ_RATES = {"pesq": 16000, "pesq_nb": 8000}
-ESTOI_RATE = 10000  # pystoi's internal rate (pystoi.stoi.FS)
-DNSMOS_RATE = 16000  # sgmse_nc.eval.dnsmos resamples to it
+def metric_rate(name: str, sample_rate: int | None) -> int | None:
+    """The rate metric `name` is computed at for signals at `sample_rate` (None when it follows an unknown rate)."""
+    return METRICS[name].rate or sample_rate
 
 
-def metric_rate(name: str, sample_rate: int) -> int:
-    """The rate metric `name` is computed at for signals at `sample_rate`."""
-    if name in DNSMOS_METRICS:
-        return DNSMOS_RATE
-    if name in PESQ_RATES:
-        return PESQ_RATES[name]
-    return ESTOI_RATE if name == "estoi" else sample_rate
-
-
-def metric_label(name: str, sample_rate: int | None = None) -> str:
-    """The table label of a metric, with the rate it was computed at when known (e.g. "SI-SDR [dB] @48k")."""
-    label = METRICS[name].label
-    return label if sample_rate is None else f"{label} @{metric_rate(name, sample_rate) / 1000:g}k"
+def metric_header(name: str, sample_rate: int | None = None) -> str:
+    """A metric's table header with the rate it was computed at, e.g. "PESQ (16 kHz WB)", "ESTOI (10 kHz, pystoi)",
+    "SI-SDR [dB] (48 kHz)"; a metric at the files' rate when that is unknown says so."""
+    metric, rate = METRICS[name], metric_rate(name, sample_rate)
+    where = f"{rate / 1000:g} kHz" if rate else "files' rate"
+    return f"{metric.label} ({where}{metric.rate_note})"
 
 
 def lengths_differ(a: float, b: float) -> bool:
@@ -99,7 +95,7 @@ def si_sdr(estimate, reference, eps: float = 1e-10):
 
 def pesq_score(estimate: np.ndarray, reference: np.ndarray, sr: int, mode: str = "wb") -> float:
     """PESQ at 16 kHz (wb) or 8 kHz (nb), resampling from `sr`; MetricFailed when PESQ cannot score it."""
-    target_sr = 16000 if mode == "wb" else 8000
+    target_sr = metric_rate("pesq" if mode == "wb" else "pesq_nb", sr)
     if sr < target_sr:
         raise ValueError(f"PESQ {mode} needs audio at {target_sr} Hz or more, got {sr} Hz "
                          f"(use pesq_nb for 8 kHz audio).")
@@ -117,7 +113,8 @@ def pesq_score(estimate: np.ndarray, reference: np.ndarray, sr: int, mode: str =
 
 
 def estoi_score(estimate: np.ndarray, reference: np.ndarray, sr: int) -> float:
-    """Extended STOI; MetricFailed when too little non-silent speech is left (pystoi would return 1e-5)."""
+    """Extended STOI as pystoi defines it (it resamples to its own rate, METRICS["estoi"].rate); MetricFailed
+    when too little non-silent speech is left (pystoi would return 1e-5)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         value = float(stoi(reference, estimate, sr, extended=True))
@@ -152,6 +149,9 @@ def _score(name: str, estimate: np.ndarray, reference: np.ndarray, sr: int) -> f
     if name == "si_sdr":
         if np.abs(estimate).max(initial=0.0) < SILENCE_PEAK:
             raise MetricFailed("estimate is silent")  # SI-SDR is 0/0 there
+        rate = metric_rate(name, sr)
+        if rate != sr:
+            estimate, reference = (resample_audio(torch.from_numpy(w), sr, rate).numpy() for w in (estimate, reference))
         return float(si_sdr(estimate, reference))
     if name == "estoi":
         return estoi_score(estimate, reference, sr)

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from sgmse_nc.eval.comparison import System
-from sgmse_nc.eval.metrics import METRICS
+from sgmse_nc.eval.metrics import METRICS, metric_header
 from sgmse_nc.io import write_csv, write_text_atomic
 
 LEVEL = 0.95
@@ -162,8 +162,9 @@ def _ci(interval: Interval | None, decimals: int) -> str:
     return f"[{interval.low:+.{decimals}f}, {interval.high:+.{decimals}f}]"
 
 
-def markdown(rows: list[dict], level: float = LEVEL) -> str:
-    """The paired differences as one Markdown table with a legend that says what every number is."""
+def markdown(rows: list[dict], level: float = LEVEL, sample_rate: int | None = None) -> str:
+    """The paired differences as one Markdown table with a legend that says what every number is; each metric
+    named with the rate it was computed at (`sample_rate`: the files')."""
     if not rows:
         return ""
     pct = f"{level:.0%}"
@@ -172,7 +173,7 @@ def markdown(rows: list[dict], level: float = LEVEL) -> str:
     header = ["A", "B", "Metric", "Files", "Seeds", "Mean Δ (A − B)", f"{pct} CI files", clustered, f"{pct} CI seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        label, decimals = METRICS[r["metric"]].label, METRICS[r["metric"]].decimals
+        label, decimals = metric_header(r["metric"], sample_rate), METRICS[r["metric"]].decimals
         clustered_text = _ci(r["clustered"], decimals)
         if r["clustered"] is not None and not math.isnan(r["clustered"].low):
             clustered_text += f" (G={r['clustered'].units})"
@@ -206,10 +207,10 @@ def long_rows(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def write(rows: list[dict], out_dir, title: str, stem: str = "paired") -> str:
+def write(rows: list[dict], out_dir, title: str, stem: str = "paired", sample_rate: int | None = None) -> str:
     """paired.md / paired.csv into out_dir (atomically); returns the Markdown."""
     out_dir = Path(out_dir)
-    text = f"# {title}\n\n" + (markdown(rows) or "No pair of systems to compare.\n")
+    text = f"# {title}\n\n" + (markdown(rows, sample_rate=sample_rate) or "No pair of systems to compare.\n")
     write_text_atomic(out_dir / f"{stem}.md", text)
     write_csv(long_rows(rows), out_dir / f"{stem}.csv")
     return text

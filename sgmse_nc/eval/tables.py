@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from sgmse_nc.eval.metrics import METRICS, metric_label
+from sgmse_nc.eval.metrics import METRICS, metric_header
 
 # summary block name -> per-file column prefix; rows of the tables appear in this order
 SIGNALS = {"noisy": "noisy_", "enhanced": "", "improvement": "delta_"}
@@ -85,9 +85,9 @@ def _blocks(summary: dict):
 
 def summary_markdown(summary: dict, metrics) -> str:
     """One row per group and signal: Group | Signal | N | mean ± std per metric; the header names the rate each
-    metric was computed at when the summary's settings hold the files' rate."""
+    metric was computed at (sgmse_nc.eval.metrics.metric_header; the files' rate from the summary's settings)."""
     rate = summary.get("settings", {}).get("sample_rate")
-    header = ["Group", "Signal", "N"] + [metric_label(m, rate) for m in metrics]
+    header = ["Group", "Signal", "N"] + [metric_header(m, rate) for m in metrics]
     rows = []
     for key, label, block in _blocks(summary):
         group = "all" if key == "all" else f"{key}={label}"

@@ -27,6 +27,7 @@ from sgmse_nc.data.synthetic import NOISES
 from sgmse_nc.errors import UserError
 from sgmse_nc.eval import paired
 from sgmse_nc.eval.comparison import System
+from sgmse_nc.eval.folder import scored_rate
 from sgmse_nc.eval.rows import read_per_file
 from sgmse_nc.io import write_text_atomic
 
@@ -158,7 +159,9 @@ def paired_tables(plan: StudyPlan, sets: dict[str, Path]) -> dict[str, str]:
         groups = manifest.set_index("id")[[cluster]] if cluster else None
         baseline = BASELINE if BASELINE in plan.rows else None
         rows = paired.paired_rows(systems, paired.study_pairs(systems, baseline), metrics, groups, cluster)
-        tables[set_name] = paired.write(rows, plan.out / "report" / set_name, f"{set_name}: paired differences")
+        rate = scored_rate(plan.out / "report" / "work" / "noisy" / set_name / "eval")  # the report's noisy scoring
+        tables[set_name] = paired.write(rows, plan.out / "report" / set_name, f"{set_name}: paired differences",
+                                        sample_rate=rate)
     return tables
 
 

@@ -51,6 +51,7 @@ def test_train_enhance_evaluate_at_the_corpus_rate(tmp_path, rate):
     assert summary["settings"]["sample_rate"] == rate
     assert summary["settings"]["metric_rates"] == {"pesq": 16000, "estoi": 10000, "si_sdr": rate}
     header = (scores / "summary.md").read_text()
-    assert "PESQ @16k" in header and "ESTOI @10k" in header and f"SI-SDR [dB] @{rate // 1000}k" in header
+    assert "PESQ (16 kHz WB)" in header and "ESTOI (10 kHz, pystoi)" in header
+    assert f"SI-SDR [dB] ({rate // 1000} kHz)" in header
     own = [float(si_sdr(sf.read(enhanced / f.name)[0], sf.read(f)[0])) for f in sorted((test / "clean").glob("*.wav"))]
     assert summary["enhanced"]["si_sdr"]["mean"] == pytest.approx(sum(own) / len(own), abs=1e-6)

@@ -103,6 +103,6 @@ def test_baseline_gives_paired_differences_clustered_by_the_noise_column(test_se
     assert si["cluster_by"] == "noise_type" and si["clustered_units"] == 2  # hum, hiss
     assert si["files_low"] < si["mean"] < si["files_high"]
     text = (root / "cmp" / "paired.md").read_text()
-    assert "| best | better (baseline better) | SI-SDR [dB] | 4 | 1 |" in text and "cluster-robust" in text
+    assert "| best | better (baseline better) | SI-SDR [dB] (16 kHz) | 4 | 1 |" in text and "cluster-robust" in text
     assert evaluate.main(["--enhanced", f"a={root / 'better'}", f"b={root / 'best'}", "--baseline", "c",
                           "--clean", str(root / "clean"), "--out", str(root / "cmp2")]) == 2

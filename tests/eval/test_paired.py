@@ -63,7 +63,7 @@ def test_paired_rows_files_clusters_and_seeds():
     # seeds: per-seed means 2.5 and 4.5 -> mean 3.5, sd sqrt(2), se 1, t with 1 dof
     assert (row["seeds"].low, row["seeds"].high) == pytest.approx((3.5 - T1, 3.5 + T1))
     text = markdown(rows)
-    assert "| cfg w=1 | base w=0 (baseline base) | PESQ | 4 | 2 | +3.50 |" in text
+    assert "| cfg w=1 | base w=0 (baseline base) | PESQ (16 kHz WB) | 4 | 2 | +3.50 |" in text
     assert "cluster-robust (CR1)" in text and "t interval over the per-seed mean differences" in text
 
 

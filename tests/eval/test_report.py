@@ -67,6 +67,7 @@ def test_every_run_and_w_appears_failures_marked_and_reruns_resume(tmp_path, spe
                         ("r2", "0", False), ("r2", "1", False), ("r2", "3", True)]
         text = (tmp_path / "rep" / name / "comparison.md").read_text()
         assert "| r1 | 3 | FAILED |" in text and "CUDA out of memory (planted)" in text
+        assert "| SI-SDR [dB] (16 kHz) |" in text  # the rate the set's files were scored at
         assert text.index("| noisy |") < text.index("| r1 | 0 |")
         # w = 0 is the null condition (no reference); w = 1 used the set's noise_ref
         sys0 = tables[name]["systems"][0]["summary"]["improvement"]["si_sdr"]["mean"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sgmse_nc.audio import list_audio
 from sgmse_nc.eval import comparison
-from sgmse_nc.eval.folder import load_groups
+from sgmse_nc.eval.folder import load_groups, scored_rate
 from sgmse_nc.eval.report.plots import plot_snr_bars, plot_spectrograms, plot_vs_w
 from sgmse_nc.eval.report.runner import group_columns
 from sgmse_nc.eval.report.study import Cell, Run, Study
@@ -35,7 +35,8 @@ def set_comparison(study: Study, set_name: str, extra=(), only: Run | None = Non
         systems += [_system(study, run, set_name, cell) for cell in study.cells]
         systems += [s for s in extra if s.labels["run"] == run.name]
     groups = load_groups(test_set / "manifest.csv", list(noisy["id"]), group_cols) if group_cols else None
-    return comparison.compare(systems, study.metrics, noisy, groups, group_cols)
+    return comparison.compare(systems, study.metrics, noisy, groups, group_cols,
+                              scored_rate(study.per_file(set_name).parent))
 
 
 def title(study: Study, set_name: str) -> str:
