@@ -61,6 +61,21 @@ def embed_files(model, references: list[Path], noisy: list[Path | None], batch: 
     return np.concatenate(out) if out else np.zeros((0, model.encoder.embed_dim))
 
 
+@torch.no_grad()
+def embed_examples(model, dataset, indices, batch: int = 16) -> np.ndarray:
+    """Embeddings [N, D] of the references of training examples (dataset items with r, r_wav, already
+    normalised by their noisy peak), encoded as training encodes them; examples without an honest reference
+    (ref_null) are left out."""
+    items = [item for item in (dataset[int(i)] for i in indices) if not bool(item.get("ref_null", False))]
+    out = []
+    for start in range(0, len(items), batch):
+        part = items[start:start + batch]
+        r = torch.stack([item["r"] for item in part]).to(model.device)
+        r_wav = torch.stack([item["r_wav"] for item in part]).to(model.device)
+        out.append(_global(model.encode(r, r_wav)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.encoder.embed_dim))
+
+
 def set_references(ref_dir: Path, noisy_dir: Path, limit: int | None = None, seed: int = 0):
     """(ids, reference files, noisy files or None) of a reference folder; a seeded sample of `limit` files."""
     files = list_audio(ref_dir)

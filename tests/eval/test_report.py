@@ -60,7 +60,7 @@ def test_every_run_and_w_appears_failures_marked_and_reruns_resume(tmp_path, spe
                                   *[f"+sets.{k}={v}" for k, v in sets.items()], "guidance=[0,1,3]",
                                   f"out_dir={tmp_path / 'rep'}", "score_workers=0", "metrics=[si_sdr]",
                                   "diagnostics.enabled=false"])
-    tables = run_report(cfg)
+    tables = run_report(cfg).tables
     for name in sets:
         rows = [(s["labels"]["run"], s["labels"]["w"], bool(s["error"])) for s in tables[name]["systems"]]
         assert rows == [("r1", "0", False), ("r1", "1", False), ("r1", "3", True),

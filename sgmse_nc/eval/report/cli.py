@@ -17,9 +17,15 @@ scored (sgmse_nc.eval.folder, in a process pool while the next cell enhances) an
     work/<run>/<set>/<reference>_w<w>/{enhanced/,eval/}   wavs and per-file rows (reused on a rerun)
     work/noisy/<set>/eval/      the noisy input's per-file rows
 
-and each run folder gets `reports/<out_dir name>/` with its own rows of the tables. Reruns resume: finished
-enhancements and per-file rows are reused; a cell that failed (its error is kept in the table, marked
-FAILED) is retried. A reference strategy whose name contains "oracle" (e.g. `oracle_mixed_noise`: the very
+and each run folder gets `reports/<out_dir name>/` with its own rows of the tables. An unconditional run has
+one row (guidance has no effect on it). Tables by SNR / category / ... come from the manifests' columns found
+by name (group_by; aliases such as snr_target_db or noise_category, and +group_columns.<column>=<grouping> for
+others; a grouping no set has is one warning line). `threads` (a number, or auto: the cores free now) sets
+torch's threads for enhancement, inline scoring and the diagnostics. The embedding diagnostics embed the
+run's own training references (rebuilt from its config.yaml: paired folders or dynamic mixing from its noise
+pools) or diagnostics.train_set; a run whose training data is not readable here is skipped with one line.
+Reruns resume: finished enhancements and per-file rows are reused; a cell that failed (its error is kept in
+the table, marked FAILED) is retried. Exit status 1 when a cell or the diagnostics failed. A reference strategy whose name contains "oracle" (e.g. `oracle_mixed_noise`: the very
 noise mixed into the input, noisy − clean) puts ORACLE into every title it appears in.
 """
 from __future__ import annotations
@@ -63,7 +69,8 @@ def load_config(name: str = "default", overrides=()) -> DictConfig:
 
 
 def main(argv=None) -> int:
-    """The exit status: 0, 1 when a cell failed (marked in the tables), 2 for a configuration problem."""
+    """The exit status: 0; 1 when a cell (marked in the tables) or the diagnostics failed; 2 for a configuration
+    problem."""
     return run_main(_run, argv)
 
 
@@ -80,11 +87,9 @@ def _run(argv=None) -> int:
     from sgmse_nc.lock import folder_lock
 
     with folder_lock(cfg.out_dir, "report") if cfg.get("out_dir") else nullcontext():  # one writer per report
-        tables = run_report(cfg)
-    failed = [f"{s}: " + ", ".join(f"{k}={v}" for k, v in system["labels"].items())
-              for s, result in tables.items() for system in result["systems"] if system["error"]]
-    if failed:
-        print(f"error: {len(failed)} cell(s) failed and are marked FAILED in the tables: {'; '.join(failed)}. "
-              f"Rerun the same command to retry them (finished ones are reused).", file=sys.stderr)
+        result = run_report(cfg)
+    if result.failures:
+        print(f"error: {'. '.join(result.failures)}. Rerun the same command to retry (finished cells are reused).",
+              file=sys.stderr)
         return 1
     return 0

@@ -1,6 +1,6 @@
 """The report's plots of one test set: metric vs guidance scale (plot_vs_w.png), bars per SNR for each run
 (plot_snr_<run>.png) and log spectrograms of a few files (spectrograms.png: noisy, each run's enhanced at the
-largest w, clean, reference)."""
+largest w (an unconditional run's one output), clean, reference)."""
 from __future__ import annotations
 
 import math
@@ -35,6 +35,9 @@ def plot_vs_w(result: dict, path: Path) -> None:
     for ax, m in zip(axes, metrics):
         for name, points in lines.items():
             points = sorted(points, key=lambda p: p[0])
+            if len(points) == 1 and len(lines) > 1:  # one scale (an unconditional model): a level across w
+                ax.axhline(points[0][1][m]["mean"], linestyle="-.", label=f"{name} (one row)")
+                continue
             ws = [p[0] for p in points]
             means = [p[1][m]["mean"] for p in points]
             stds = [p[1][m]["std"] for p in points]
@@ -76,18 +79,26 @@ def plot_snr_bars(result: dict, run: str, path: Path, key: str = "snr") -> None:
     save_figure(fig, path, dpi=110)
 
 
+def spectrogram_columns(study: Study, set_name: str) -> list[tuple[str, Path]]:
+    """(title, folder) of the spectrogram panel's columns: noisy, each run's enhanced at the largest w (an
+    unconditional run's one output), clean, the reference."""
+    test_set = study.sets[set_name]
+    cell = max(study.cells, key=lambda c: c.w)
+    ref_dir = study.reference_dir(set_name, cell.reference)
+    columns = [("noisy", test_set / "noisy")]
+    columns += [(f"{run.name} w={cell.w:g}" if run.conditional else f"{run.name} (unconditional)",
+                 study.work(set_name, run, cell) / "enhanced") for run in study.runs]
+    return columns + [("clean", test_set / "clean")] + ([(f"reference ({cell.reference})", ref_dir)] if ref_dir else [])
+
+
 def plot_spectrograms(study: Study, set_name: str, path: Path) -> None:
-    """Rows: a few files; columns: noisy, each run's enhanced (at the largest w), clean, reference."""
+    """Rows: a few files; columns: spectrogram_columns."""
     from matplotlib.figure import Figure
 
     test_set = study.sets[set_name]
     count = int(study.cfg.get("spectrogram_files", 2))
     files = [f.relative_to(test_set / "noisy") for f in list_audio(test_set / "noisy")][:count]
-    cell = max(study.cells, key=lambda c: c.w)
-    ref_dir = study.reference_dir(set_name, cell.reference)
-    columns = [("noisy", test_set / "noisy")]
-    columns += [(f"{run.name} w={cell.w:g}", study.work(set_name, run, cell) / "enhanced") for run in study.runs]
-    columns += [("clean", test_set / "clean")] + ([(f"reference ({cell.reference})", ref_dir)] if ref_dir else [])
+    columns = spectrogram_columns(study, set_name)
     if not files:
         return
     spectrogram = Spectrogram()  # the project's STFT settings (n_fft 510, hop 128)

@@ -2,7 +2,7 @@
 (sgmse_nc.eval.folder) in a process pool while the next cell enhances; the noisy input is scored once per set.
 
 A cell that fails keeps its error (its row is marked FAILED in the tables); the others go on. An
-unconditional model ignores references and w, so one enhancement serves all its cells.
+unconditional model ignores references and w, so it has one cell (Study.run_cells).
 """
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-
-import pandas as pd
 
 from sgmse_nc.eval import comparison
 from sgmse_nc.eval.folder import evaluate_folders, init_worker
@@ -50,12 +48,6 @@ class Scorer:
             self.pool.shutdown(cancel_futures=True)
 
 
-def group_columns(study: Study, test_set: Path) -> list[str]:
-    """The configured group-by columns this set's manifest has."""
-    columns = pd.read_csv(test_set / "manifest.csv", nrows=0).columns
-    return [g for g in (study.cfg.get("group_by") or []) if g in columns]
-
-
 def _enhance(study: Study, run: Run, set_name: str, cell: Cell, out_dir: Path) -> None:
     from sgmse_nc.enhance.folder import EnhanceOptions, enhance_folder
 
@@ -72,25 +64,23 @@ def enhance_and_score(study: Study) -> None:
     pending: dict[tuple, Future | str] = {}  # (run, set, cell key) -> future, or an error message
     try:
         for set_name, test_set in study.sets.items():
-            group_cols = group_columns(study, test_set)
+            group_cols = sorted(set(study.groups[set_name].values()))  # the manifest's own column names
             pending[(comparison.NOISY, set_name, "")] = scorer.submit(
                 test_set / "noisy", test_set, study.work(set_name) / "eval", group_cols, study.metrics)
             for run in study.runs:
-                for cell in study.cells:
+                for cell in study.run_cells(run):  # an unconditional run has one cell
                     folder = study.work(set_name, run, cell)
-                    key = (run.name, set_name, folder.name)  # an unconditional run's one cell serves all
-                    if key not in pending:
-                        try:
-                            _enhance(study, run, set_name, cell, folder / "enhanced")
-                            pending[key] = scorer.submit(folder / "enhanced", test_set, folder / "eval", group_cols,
-                                                         study.metrics)
-                        except Exception as err:  # noqa: BLE001 - one failed cell must not stop the study
-                            if isinstance(err, DiskWriteError):
-                                raise  # but a full disk stops every cell: one line, and a rerun resumes
-                            log.error("run %s, set %s, %s failed:\n%s", run.name, set_name, folder.name,
-                                      traceback.format_exc())
-                            pending[key] = f"enhancement failed: {error_line(err)}"
-                    pending[(run.name, set_name, cell.key)] = pending[key]
+                    key = (run.name, set_name, cell.key)
+                    try:
+                        _enhance(study, run, set_name, cell, folder / "enhanced")
+                        pending[key] = scorer.submit(folder / "enhanced", test_set, folder / "eval", group_cols,
+                                                     study.metrics)
+                    except Exception as err:  # noqa: BLE001 - one failed cell must not stop the study
+                        if isinstance(err, DiskWriteError):
+                            raise  # but a full disk stops every cell: one line, and a rerun resumes
+                        log.error("run %s, set %s, %s failed:\n%s", run.name, set_name, folder.name,
+                                  traceback.format_exc())
+                        pending[key] = f"enhancement failed: {error_line(err)}"
         for key, job in pending.items():
             if isinstance(job, Future):
                 try:

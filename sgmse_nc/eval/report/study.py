@@ -6,12 +6,18 @@ Work folder (under out_dir/work/, reused on a rerun):
     <run>/<set>/<reference>_w<w>/{enhanced/,eval/}   a cell's wavs and per-file rows
     noisy/<set>/eval/                               the noisy input's per-file rows
     oracle/<set>/, train_refs/<run>/                 noisy − clean references, written once
+
+Grouping columns are found by name in each set's manifest: the grouping's own name, a column the config's
+`group_columns` maps to it ({manifest column: grouping}), else a known alias (GROUP_ALIASES: e.g. snr_target_db
+is the snr grouping, noise_category the category one). A grouping no set provides is one warning line.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,6 +29,15 @@ from sgmse_nc.eval.tables import label_order
 ORACLE_MIXED_NOISE = "oracle_mixed_noise"  # computed here: noisy − clean of the same file
 NULL = "null"  # the reference column of w = 0 (no reference: the null condition)
 LAYOUT = ("clean", "noisy", "manifest.csv")
+# Other spellings of the report's groupings in manifests (builders, common corpora); first found wins.
+GROUP_ALIASES = {
+    "snr": ("snr_db", "snr_target_db", "target_snr_db", "target_snr", "snr_target", "input_snr", "input_snr_db"),
+    "category": ("noise_category", "noise_class", "category_name", "class", "class_name"),
+    "noise_type": ("noise_label", "noise_name"),
+    "kind": ("noise_kind", "nonstationary_kind"),
+}
+
+log = logging.getLogger(__name__)
 
 
 class ReportError(UserError, ValueError):
@@ -93,9 +108,70 @@ def run_info(ckpt: Path, folder: Path | None) -> dict:
     if config is not None and config.is_file():
         cfg = OmegaConf.load(config)
         info["seed"] = cfg.get("seed")
-        info["data"] = str(OmegaConf.select(cfg, "data.train.root", default=None)
-                           or OmegaConf.select(cfg, "experiment_name", default="?"))
+        info["data"] = describe_data(OmegaConf.select(cfg, "data.train", default=None),
+                                     OmegaConf.select(cfg, "experiment_name", default="?"))
     return info
+
+
+def describe_data(train, experiment: str = "?") -> str:
+    """The training data a run's data.train node names: dynamic mixing's speech folder and noise pools (with
+    their class/fold filters), a paired set's folder, else the dataset class and the experiment."""
+    if train is None:
+        return f"experiment {experiment} (its config has no data.train)"
+    train = OmegaConf.to_container(train) if OmegaConf.is_config(train) else dict(train)
+    if train.get("speech_dir") is not None and train.get("noise_dirs") is not None:
+        pools = train["noise_dirs"]
+        pools = [pools] if isinstance(pools, (str, dict)) else pools
+        snr = train.get("snr_range")
+        return (f"dynamic mixing of speech {train['speech_dir']} with noise pools "
+                f"{', '.join(_describe_pool(p) for p in pools)}" + (f" at SNR {snr[0]:g} to {snr[1]:g} dB" if snr else ""))
+    if train.get("root") is not None:
+        return "/".join(str(train[k]) for k in ("root", "subset") if train.get(k) is not None)
+    name = str(train.get("_target_", "?")).rsplit(".", 1)[-1]
+    return f"{name} of experiment {experiment}"
+
+
+def _describe_pool(entry) -> str:
+    if not isinstance(entry, dict):
+        return str(entry)
+    filters = [f"{key} {', '.join(map(str, entry[key]))}" for key in ("classes", "exclude_classes", "folds",
+                                                                         "exclude_folds") if entry.get(key)]
+    return f"{entry.get('name') or entry.get('root')}" + (f" ({'; '.join(filters)})" if filters else "") + (
+        f" [{entry['root']}]" if entry.get("name") else "")
+
+
+def group_columns(requested: list[str], columns, mapping: dict[str, str]) -> dict[str, str]:
+    """grouping -> the manifest column that holds it: the column of its own name, else one `mapping`
+    ({column: grouping}) names, else a known alias (GROUP_ALIASES); groupings with none are left out."""
+    out = {}
+    for name in requested:
+        candidates = [name, *(c for c, g in mapping.items() if g == name), *GROUP_ALIASES.get(name, ())]
+        found = next((c for c in candidates if c in columns), None)
+        if found is not None:
+            out[name] = found
+    return out
+
+
+def set_groupings(cfg, sets: dict[str, Path]) -> dict[str, dict[str, str]]:
+    """Per set {grouping: manifest column} of the configured group_by (and of every grouping group_columns
+    maps to); the groupings no set provides are named in one warning line, with how to map a column."""
+    mapping = cfg.get("group_columns") or {}
+    if not isinstance(mapping, (dict, DictConfig)):
+        raise ReportError(f"group_columns={mapping}: give a mapping {{manifest column: grouping}}, e.g. "
+                          f"+group_columns.snr_in_db=snr.")
+    mapping = {str(k): str(v) for k, v in mapping.items()}
+    requested = list(dict.fromkeys([*map(str, cfg.get("group_by") or []), *mapping.values()]))
+    found = {name: group_columns(requested, pd.read_csv(folder / "manifest.csv", nrows=0).columns, mapping)
+             for name, folder in sets.items()}
+    missing = [g for g in requested if not any(g in groups for groups in found.values())]
+    if missing:
+        looked = "; ".join(f"{g}: {', '.join([g, *(c for c, m in mapping.items() if m == g), *GROUP_ALIASES.get(g, ())])}"
+                           for g in missing)
+        log.warning("warning: group_by %s: no test set's manifest has a column for %s (looked for %s), so no "
+                    "table by %s; map a manifest column with +group_columns.<column>=<grouping>",
+                    ", ".join(missing), "it" if len(missing) == 1 else "them", looked,
+                    "it" if len(missing) == 1 else "them")
+    return found
 
 
 def expand_sets(sets) -> dict[str, Path]:
@@ -159,7 +235,9 @@ class Study:
     cells: list[Cell]
     references: list[str]  # reference strategies, in the configured order
     sampler: dict  # sampler options the configuration overrides
+    groups: dict[str, dict[str, str]] = field(default_factory=dict)  # set -> {grouping: manifest column}
     results: dict[tuple[str, str, str], str | None] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)  # what failed outside the cells (diagnostics): exit 1
 
     @classmethod
     def from_config(cls, cfg) -> Study:
@@ -175,7 +253,7 @@ class Study:
         sets = {name: check_set(name, path, needed) for name, path in expand_sets(cfg.sets).items()}
         sampler = {k: v for k, v in OmegaConf.to_container(cfg.get("sampler") or {}).items() if v is not None}
         check_values(cfg, runs, sampler)
-        return cls(cfg, runs, sets, cells(cfg.guidance, references), references, sampler)
+        return cls(cfg, runs, sets, cells(cfg.guidance, references), references, sampler, set_groupings(cfg, sets))
 
     @property
     def out_dir(self) -> Path:
@@ -189,6 +267,11 @@ class Study:
     def oracle(self) -> bool:
         """Some cell uses an oracle reference: every title made with it says ORACLE."""
         return any("oracle" in c.reference for c in self.cells)
+
+    def run_cells(self, run: Run) -> list[Cell]:
+        """The cells a run has rows for: every cell, or for an unconditional model the one cell it computes
+        (guidance and references have no effect on it)."""
+        return self.cells if run.conditional else [UNCONDITIONAL]
 
     def work(self, set_name: str, run: Run | None = None, cell: Cell | None = None) -> Path:
         """A cell's work folder (enhanced/, eval/): work/<run>/<set>/<cell key>, the one cell an unconditional
@@ -217,7 +300,7 @@ class Study:
 
 # The report config's numbers and their ranges, checked at start: a bad value is one `error:` line, not a study
 # whose every condition failed.
-NUMBERS = {"seed": Number(int, low=0), "batch_size": Number(int, low=1), "score_workers": Number(int, low=0),
+NUMBERS = {"seed": Number(int, low=0), "threads": Number(int, low=1, words=("auto",)), "batch_size": Number(int, low=1), "score_workers": Number(int, low=0),
            "spectrogram_files": Number(int, low=0), "sampler.N": Number(int, low=1),
            "diagnostics.max_train": Number(int, low=1), "diagnostics.k": Number(int, low=1),
            "diagnostics.s_lo": Number(float), "diagnostics.s_hi": Number(float)}

@@ -3,11 +3,13 @@ category) with its plots, each run folder's own rows, and report.md (a header st
 steps, data, sampler, N, seeds; then every set's tables)."""
 from __future__ import annotations
 
+import pandas as pd
+import torch
+
 from sgmse_nc.audio import list_audio
 from sgmse_nc.eval import comparison
 from sgmse_nc.eval.folder import load_groups, scored_rate
 from sgmse_nc.eval.report.plots import plot_snr_bars, plot_spectrograms, plot_vs_w
-from sgmse_nc.eval.report.runner import group_columns
 from sgmse_nc.eval.report.study import Cell, Run, Study
 from sgmse_nc.eval.rows import read_per_file
 from sgmse_nc.io import write_text_atomic
@@ -17,7 +19,8 @@ def _system(study: Study, run: Run, set_name: str, cell: Cell) -> comparison.Sys
     labels = {"run": run.name, "w": f"{cell.w:g}"}
     if len(study.references) > 1:
         labels["reference"] = cell.reference
-    notes = [] if run.conditional else ["unconditional model: every w is its unconditional score"]
+    notes = [] if run.conditional else [f"{run.name} is an unconditional model: guidance has no effect, so it has "
+                                        f"one row (its unconditional score, w = 0)"]
     error = study.results[(run.name, set_name, cell.key)]
     if error:
         return comparison.System(labels, error=error, notes=notes)
@@ -27,15 +30,17 @@ def _system(study: Study, run: Run, set_name: str, cell: Cell) -> comparison.Sys
 def set_comparison(study: Study, set_name: str, extra=(), only: Run | None = None) -> dict:
     """The comparison of one set: the noisy input, then every run's cells (only one run's when `only`) and
     its `extra` systems (w = auto)."""
-    test_set = study.sets[set_name]
-    group_cols = group_columns(study, test_set)
+    columns = study.groups[set_name]  # grouping -> the manifest's column
     noisy = read_per_file(study.per_file(set_name))
     systems = []
     for run in study.runs if only is None else [only]:
-        systems += [_system(study, run, set_name, cell) for cell in study.cells]
+        systems += [_system(study, run, set_name, cell) for cell in study.run_cells(run)]
         systems += [s for s in extra if s.labels["run"] == run.name]
-    groups = load_groups(test_set / "manifest.csv", list(noisy["id"]), group_cols) if group_cols else None
-    return comparison.compare(systems, study.metrics, noisy, groups, group_cols,
+    groups = None
+    if columns:
+        table = load_groups(study.sets[set_name] / "manifest.csv", list(noisy["id"]), sorted(set(columns.values())))
+        groups = pd.DataFrame({name: table[column] for name, column in columns.items()}, index=table.index)
+    return comparison.compare(systems, study.metrics, noisy, groups, list(columns),
                               scored_rate(study.per_file(set_name).parent))
 
 
@@ -71,7 +76,8 @@ def header(study: Study) -> list[str]:
                                            for n, p in study.sets.items()))
     lines.append(f"guidance scales {', '.join(f'{float(w):g}' for w in cfg.guidance)} (0: null condition); "
                  f"reference strategies {', '.join(study.references)}; "
-                 f"enhancement seed {cfg.get('seed', 0)}; device {cfg.get('device', 'cpu')}")
+                 f"enhancement seed {cfg.get('seed', 0)}; device {cfg.get('device', 'cpu')}, "
+                 f"torch threads {torch.get_num_threads()}")
     return lines
 
 
