@@ -47,7 +47,8 @@ class ScoreModel(pl.LightningModule):
     def __init__(self, backbone: dict, encoder: dict | None = None, sde: dict | None = None,
                  spec: dict | None = None, sampler: dict | None = None, lr: float = 1e-4,
                  ema_decay: float = 0.999, cond_drop_prob: float = 0.0, guidance_scale: float = 1.0,
-                 loss_type: str = "score_matching", l1_weight: float = 1e-3, init_seed: int | None = None):
+                 loss_type: str = "score_matching", l1_weight: float = 1e-3, init_seed: int | None = None,
+                 ref_seconds: float | None = None):
         super().__init__()
         # Plain containers (Hydra passes DictConfigs): checkpoints then load with torch's weights_only=True.
         backbone, encoder, sde, spec, sampler = (_plain(c) for c in (backbone, encoder, sde, spec, sampler))
@@ -65,7 +66,9 @@ class ScoreModel(pl.LightningModule):
                                    token_dim=self.encoder.token_dim)
         for name, value, ok, what in (("lr", lr, lr > 0, "above 0"), ("ema_decay", ema_decay, 0 <= ema_decay < 1, "in [0, 1)"),
                                       ("cond_drop_prob", cond_drop_prob, 0 <= cond_drop_prob <= 1, "in [0, 1]"),
-                                      ("guidance_scale", guidance_scale, guidance_scale >= 0, "0 or more")):
+                                      ("guidance_scale", guidance_scale, guidance_scale >= 0, "0 or more"),
+                                      ("ref_seconds", 1.0 if ref_seconds is None else ref_seconds,
+                                       ref_seconds is None or ref_seconds > 0, "above 0 (or null)")):
             if not (math.isfinite(value) and ok):
                 raise OptionError(f"model.{name}={value}: must be a finite number {what}.")
         if loss_type not in LOSS_TYPES:
@@ -76,6 +79,9 @@ class ScoreModel(pl.LightningModule):
         self.loss_type, self.l1_weight = loss_type, l1_weight
         self.prediction = LOSS_TYPES[loss_type]  # the network outputs the score, or x̂0 (SGMSE+'s SB)
         self.lr, self.cond_drop_prob, self.guidance_scale = lr, cond_drop_prob, guidance_scale
+        # The reference length the encoder is trained on (data.train.ref_seconds): enhancement encodes references
+        # of this length (sgmse_nc.enhance.core.reference_samples); None in checkpoints written before it was kept.
+        self.ref_seconds = None if ref_seconds is None else float(ref_seconds)
         self.ema = ParameterEMA(self, ema_decay)
         self._ema_swap = None
         self._streams: dict[str, torch.Generator] = {}  # training's named generators (seed_streams)

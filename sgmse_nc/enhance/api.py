@@ -24,7 +24,7 @@ import torch
 
 from sgmse_nc.audio import SAMPLE_RATE, resample_audio, rms
 from sgmse_nc.enhance.core import (DEFAULT_CHUNK_SECONDS, MIN_INPUT_SAMPLES, SILENT_REFERENCE_RMS, check_options,
-                                   enhance)
+                                   enhance, reference_samples, reference_stretch)
 from sgmse_nc.errors import UserError
 
 if TYPE_CHECKING:
@@ -63,13 +63,16 @@ class Enhancer:
 
     def enhance(self, noisy, sample_rate: int, reference=None, guidance: float | None = None,
                 sampler: str | None = None, seed: int | None = 0, name: str = "0",
-                chunk_seconds: float = DEFAULT_CHUNK_SECONDS, batch_size: int | None = None, **settings):
+                chunk_seconds: float = DEFAULT_CHUNK_SECONDS, batch_size: int | None = None,
+                ref_seconds: float | None = None, **settings):
         """The enhanced waveform: same array type, dtype, device, length and rate as `noisy`.
 
         guidance: the guidance scale w (None: the model's). sampler: another sampler than the checkpoint's
         (pc, ode, heun, dpm, sb_sde, sb); settings: its settings to change, as in conf/sampler/ (N=30,
         snr=0.5, ...). seed, name: what the randomness depends on (sgmse-enhance: --seed and the file's
-        name). chunk_seconds, batch_size: as sgmse-enhance's --chunk-seconds and --batch-size.
+        name). chunk_seconds, batch_size: as sgmse-enhance's --chunk-seconds and --batch-size. ref_seconds: the
+        reference length encoded, the centre stretch of `reference` (None: the checkpoint's ref_seconds, the
+        length training encoded; the whole reference for a checkpoint that does not record it).
         """
         check_rate(sample_rate)
         overrides = {"name": sampler, **settings}  # None: the checkpoint's
@@ -83,7 +86,12 @@ class Enhancer:
         if reference is not None:
             ref = as_waveform(reference, "reference", sample_rate, self.model.spec.n_fft,
                               "Pass a longer noise-only recording, or reference=None (unconditional).")
-            ref = resample_audio(ref, sample_rate, SAMPLE_RATE)
+            if ref_seconds is not None and not (isinstance(ref_seconds, (int, float)) and math.isfinite(ref_seconds)
+                                                and ref_seconds > 0):
+                raise InputError(f"`ref_seconds={ref_seconds}`: give a reference length in seconds above 0, or None "
+                                 f"(the checkpoint's).")
+            ref = reference_stretch(resample_audio(ref, sample_rate, SAMPLE_RATE),
+                                    reference_samples(self.model, ref_seconds))
             if not self.model.conditional:
                 log.warning("the model is unconditional: the reference is not used")
             elif rms(ref) < SILENT_REFERENCE_RMS:
@@ -92,7 +100,7 @@ class Enhancer:
                 ref = None
         self._check_sampler(overrides)
         out = enhance(self.model, [wav], [ref], batch_size=batch_size, chunk_seconds=chunk_seconds,
-                      guidance_scale=guidance, seed=seed, names=[name], **overrides)[0]
+                      guidance_scale=guidance, seed=seed, names=[name], ref_seconds=ref_seconds, **overrides)[0]
         out = resample_audio(out, SAMPLE_RATE, sample_rate)
         length = len(noisy)
         out = torch.nn.functional.pad(out[:length], (0, max(0, length - out.numel())))  # exactly the input's length

@@ -36,7 +36,10 @@ def build_parser():
     p.add_argument("--ref-strategy", choices=["noise_ref_dir", "from_noisy_pauses", "none"], default=None,
                    help="where references come from: noise_ref_dir (--ref-dir; the default when it is given), "
                         "from_noisy_pauses (the pauses of each noisy file, found by a VAD), none (unconditional)")
-    p.add_argument("--ref-seconds", type=Number(float, low=0, low_open=True), default=1.0, help="reference length for from_noisy_pauses")
+    p.add_argument("--ref-seconds", type=Number(float, low=0, low_open=True), default=None,
+                   help="seconds of each reference encoded: the centre stretch of each --ref-dir file (looped when "
+                        "shorter), or the pauses taken (from_noisy_pauses); default: the checkpoint's ref_seconds, "
+                        "the length training encoded (a checkpoint without it: whole files, 1 s of pauses)")
     p.add_argument("--guidance", type=Number(float, low=0), default=None, help="guidance scale w (default: the model's)")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default=None,
                    help="default: the checkpoint's (conf/sampler/ at training); another sampler starts from its "

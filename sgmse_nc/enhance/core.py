@@ -1,7 +1,10 @@
 """Enhancement as a library: waveforms in, waveforms out; batching across files, chunking of long files.
 
 Each file (or channel) is normalised by its own noisy peak (the SGMSE+ convention); its reference by the
-same factor. References are encoded once per file; files longer than `chunk_seconds` are cut into
+same factor. References are encoded once per file, at the length the checkpoint was trained with (its
+`ref_seconds`: training encodes a stretch that long drawn from the reference recording; here the centre
+stretch, looped when the file is shorter, as training loops short recordings), unless the caller gives
+another length; a checkpoint that does not record it gets the whole file; files longer than `chunk_seconds` are cut into
 overlapping chunks that are enhanced as batch items (all with their file's condition) and overlap-added
 back with linear cross-fades, so peak memory does not grow with the file length.
 
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from sgmse_nc.condition import stack_conditions
+from sgmse_nc.data.example import crop_start, loop_to_length
 from sgmse_nc.errors import UserError
 from sgmse_nc.spec import pad_to, peak_normalise
 
@@ -170,6 +174,34 @@ class Stream:
         return cls(wav, norm, encode_reference(model, reference, norm))
 
 
+def reference_samples(model: ScoreModel, seconds: float | None = None) -> int | None:
+    """How many samples of each reference are encoded: `seconds` when given, else the checkpoint's ref_seconds
+    (what training encoded), as training counts them (at least one STFT window); None: the whole file (a
+    checkpoint that does not record its reference length)."""
+    seconds = getattr(model, "ref_seconds", None) if seconds is None else seconds
+    if seconds is None:
+        return None
+    return max(int(round(float(seconds) * model.sample_rate)), model.spec.n_fft)
+
+
+def describe_reference_length(model_seconds: float | None, seconds: float | None = None) -> str:
+    """The reference length enhancement uses, in words (logs, settings records, the report's header)."""
+    if seconds is not None:
+        return f"the centre {seconds:g} s of each reference file (set by the user; the checkpoint's ref_seconds is " \
+               f"{'not recorded' if model_seconds is None else f'{model_seconds:g} s'})"
+    if model_seconds is None:
+        return "each whole reference file (the checkpoint records no ref_seconds)"
+    return f"the centre {model_seconds:g} s of each reference file (the checkpoint's ref_seconds, as trained)"
+
+
+def reference_stretch(reference: torch.Tensor, length: int | None) -> torch.Tensor:
+    """The centre `length` samples of a reference [T] (looped when shorter); None: the whole reference."""
+    if length is None:
+        return reference
+    start = crop_start(reference.shape[-1], length, None)  # None: the centred start
+    return loop_to_length(reference[..., start:start + length], length)
+
+
 def encode_reference(model: ScoreModel, reference: torch.Tensor | None, norm: torch.Tensor):
     """The condition of one file (a batch of one), or None (no reference: the null condition)."""
     if reference is None or not model.conditional:
@@ -204,13 +236,14 @@ def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch
             batch_size: int | None = None, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
             overlap_seconds: float = OVERLAP_SECONDS, sample_rate: int | None = None,
             guidance_scale: float | None = None, seed: int | None = 0, names: list[str] | None = None,
-            **sampler_overrides) -> list[torch.Tensor]:
+            ref_seconds: float | None = None, **sampler_overrides) -> list[torch.Tensor]:
     """Enhance mono waveforms [T_i] at the model's rate (`model.sample_rate`; sample_rate, when given, must be
     it); returns waveforms of the same lengths, on the CPU.
 
     references: per file a noise-only waveform or None (null condition → unconditional score).
     chunk_seconds > 0 cuts longer files into chunks (bounded memory on long recordings); 0: whole files.
     names: what seeds each file's randomness together with `seed` (default: its index).
+    ref_seconds: the reference length encoded (the centre stretch); None: the checkpoint's (reference_samples).
     """
     if sample_rate is not None and sample_rate != model.sample_rate:
         raise UserError(f"the waveforms are at {sample_rate} Hz but the model works at {model.sample_rate} Hz; "
@@ -219,6 +252,8 @@ def enhance(model: ScoreModel, noisy: list[torch.Tensor], references: list[torch
     references = references or [None] * len(noisy)
     batch_size = default_batch_size(model.device) if batch_size is None else batch_size
     names = names or [str(i) for i in range(len(noisy))]
+    length = reference_samples(model, ref_seconds)
+    references = [None if r is None else reference_stretch(r, length) for r in references]
     streams = [Stream.prepare(model, w, r) for w, r in zip(noisy, references)]
     chunk, overlap = chunk_samples(chunk_seconds, sample_rate, overlap_seconds)
     plan = Plan.make([w.numel() for w in noisy], [stream_seed(seed, n) for n in names], chunk, overlap,

@@ -7,6 +7,7 @@ rerun with other settings stops instead of mixing outputs. The enhancement itsel
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     from sgmse_nc.diffusion.model import ScoreModel  # imported when a model is loaded: checks and errors stay fast
 
 from sgmse_nc.enhance.core import (DEFAULT_CHUNK_SECONDS, MIN_INPUT_SAMPLES, OVERLAP_SECONDS, SILENT_REFERENCE_RMS,
-                                   Plan, Stream, check_options, chunk_samples, default_batch_size, enhance_batch,
+                                   Plan, Stream, check_options, chunk_samples, default_batch_size,
+                                   describe_reference_length, enhance_batch, reference_samples, reference_stretch,
                                    stream_seed)
 
 log = logging.getLogger(__name__)
@@ -210,7 +212,8 @@ class EnhanceOptions:
     guidance: float | None = None  # the guidance scale w (None: the model's)
     sampler: dict = field(default_factory=dict)  # the checkpoint's sampler settings to change: name, N, snr, ...
     ref_strategy: str | None = None  # noise_ref_dir (the default with a ref_dir), from_noisy_pauses or none
-    ref_seconds: float = 1.0  # the reference length of from_noisy_pauses
+    ref_seconds: float | None = None  # reference length encoded (the centre stretch of each file, or the pauses
+    #                                   taken); None: the checkpoint's ref_seconds (whole files / 1 s of pauses if none)
     resample: bool = False  # accept other rates than the model's (resampled in and back out)
     channels: str | None = None  # multi-channel input: "mix" (down-mix), "each" (every channel), None (refuse)
     seed: int | None = 0  # with each file's name, fixes its randomness
@@ -228,17 +231,31 @@ class EnhanceOptions:
             raise UserError("`ref_dir` goes with `ref_strategy='noise_ref_dir'` (and only with it).")
         check_options(1 if self.batch_size is None else self.batch_size, self.chunk_seconds, self.guidance,
                       self.channels, self.sampler)
+        if self.ref_seconds is not None and not (isinstance(self.ref_seconds, (int, float)) and
+                                                 math.isfinite(self.ref_seconds) and self.ref_seconds > 0):
+            raise OptionError(f"`ref_seconds={self.ref_seconds}`: give a reference length in seconds above 0, or "
+                              f"leave it unset (the checkpoint's ref_seconds).")
         check_device(self.device, f"`device={self.device}`")  # one line naming what this machine has
         return strategy
 
-    def settings(self, ckpt: Path, step, ref_dir, strategy: str) -> dict:
+    def reference_seconds(self, strategy: str, model_seconds: float | None) -> float | None:
+        """The reference length used: ref_seconds, else the checkpoint's; None: whole files (from_noisy_pauses,
+        which needs a length: 1 s)."""
+        seconds = self.ref_seconds if self.ref_seconds is not None else model_seconds
+        return 1.0 if seconds is None and strategy == "from_noisy_pauses" else seconds
+
+    def settings(self, ckpt: Path, step, ref_dir, strategy: str, model_seconds: float | None = None) -> dict:
         """What `enhance_settings.json` records: the checkpoint and every setting that changes outputs."""
         pauses = strategy == "from_noisy_pauses"
+        seconds = self.reference_seconds(strategy, model_seconds)
         return {"ckpt": str(Path(ckpt).resolve()), "ckpt_step": step,
                 "ref_dir": str(Path(ref_dir).resolve()) if ref_dir else None, "guidance_scale": self.guidance,
                 "use_ema": self.use_ema, "seed": self.seed, "chunk_seconds": self.chunk_seconds,
                 "resample": self.resample, "channels": self.channels, **self.sampler,
-                **({"ref_strategy": strategy, "ref_seconds": self.ref_seconds} if pauses else {})}
+                # whole reference files (a checkpoint without ref_seconds) add nothing: folders made before resume
+                **({"ref_strategy": strategy, "ref_seconds": seconds} if pauses else {}),
+                **({"ref_seconds": seconds, "ref_crop": "centre"}
+                   if strategy == "noise_ref_dir" and seconds is not None else {})}
 
 
 def check_checkpoint_sampler(state: dict, overrides: dict, config_key: str | None = None) -> None:
@@ -284,7 +301,8 @@ def enhance_folder(ckpt, noisy, out, options: EnhanceOptions | None = None, ref_
                                          f"or pass `skip_bad=True` to enhance the {len(inputs) - len(problems)} "
                                          f"others"))
     check_checkpoint_sampler({"hyper_parameters": info["hparams"]}, options.sampler)
-    settings = options.settings(ckpt, info["step"], ref_dir, strategy)
+    model_seconds = info["hparams"].get("ref_seconds")  # the reference length training encoded (None: not kept)
+    settings = options.settings(ckpt, info["step"], ref_dir, strategy, model_seconds)
     with folder_lock(out_dir, "enhancement"):  # one writer per output folder: refused at start, not mixed
         _check_settings(out_dir, settings, options.overwrite)
         remove_leftovers(out_dir)  # temporary files of writes a killed run left behind
@@ -300,9 +318,13 @@ def enhance_folder(ckpt, noisy, out, options: EnhanceOptions | None = None, ref_
         _record_settings(out_dir, settings)  # only now: a checkpoint that does not load leaves no record
         if ref_dir and not model.conditional:
             log.warning("%s is an unconditional model: the references in %s are not used", ckpt, ref_dir)
+        elif strategy == "noise_ref_dir":
+            log.info("references: %s", describe_reference_length(model_seconds, options.ref_seconds))
+        seconds = options.reference_seconds(strategy, model_seconds)
         try:
             _FolderRun(model, usable, headers, done, out_dir, options, batch_size, summary,
-                       pause_seconds=options.ref_seconds if strategy == "from_noisy_pauses" else None).run()
+                       pause_seconds=seconds if strategy == "from_noisy_pauses" else None,
+                       ref_samples=reference_samples(model, seconds)).run()
         except KeyboardInterrupt:
             left = len(usable) - len(done) - summary["enhanced"] - len(summary["failed"])
             raise Interrupted(f"{summary['enhanced']} file(s) finished in {out_dir} this run ({len(done)} were "
@@ -316,10 +338,11 @@ class _FolderRun:
     batch comes and writing it as soon as all its chunks are enhanced."""
 
     def __init__(self, model, inputs, headers, done, out_dir, options: EnhanceOptions, batch_size: int, summary,
-                 pause_seconds=None):
+                 pause_seconds=None, ref_samples: int | None = None):
         from tqdm import tqdm
 
         self.pause_seconds = pause_seconds  # from_noisy_pauses: references from each input's own pauses
+        self.ref_samples = ref_samples  # the reference stretch encoded (None: whole files)
         self.model, self.inputs, self.headers, self.done, self.out_dir = model, inputs, headers, done, out_dir
         self.options, self.summary = options, summary
         self.rate = rate = model.sample_rate  # inputs at other rates are resampled to it (resample=True) and back
@@ -380,8 +403,8 @@ class _FolderRun:
             if self.pause_seconds is not None:
                 reference = pause_reference(item.noisy, noisy.mean(0), self.pause_seconds, self.rate)
             elif item.reference is not None:
-                reference = read_audio(item.reference, self.rate, resample=resample, mono="mean",
-                                       min_samples=self.model.spec.n_fft)
+                reference = reference_stretch(read_audio(item.reference, self.rate, resample=resample, mono="mean",
+                                                         min_samples=self.model.spec.n_fft), self.ref_samples)
                 if rms(reference) < SILENT_REFERENCE_RMS:
                     log.warning("%s: the noise reference is silent (RMS below -80 dBFS); %s is enhanced with the "
                                 "null condition, i.e. unconditionally", item.reference, item.noisy)

@@ -50,11 +50,16 @@ def _global(z) -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed_files(model, references: list[Path], noisy: list[Path | None], batch: int = 16) -> np.ndarray:
-    """Embeddings [N, D] of reference files, each normalised by its noisy file's peak (as enhancement does)."""
+def embed_files(model, references: list[Path], noisy: list[Path | None], ref_seconds: float | None = None
+                ) -> np.ndarray:
+    """Embeddings [N, D] of reference files as enhancement encodes them: the stretch it takes (ref_seconds, else
+    the checkpoint's), normalised by its noisy file's peak."""
+    from sgmse_nc.enhance.core import reference_samples, reference_stretch
+
+    length = reference_samples(model, ref_seconds)
     out = []
     for ref_path, noisy_path in zip(references, noisy):
-        ref = read_audio(ref_path, min_samples=model.spec.n_fft)
+        ref = reference_stretch(read_audio(ref_path, min_samples=model.spec.n_fft), length)
         peak = read_audio(noisy_path, min_samples=0).abs().max() if noisy_path is not None else ref.abs().max()
         r_wav = (ref / peak.clamp_min(1e-8)).to(model.device)[None]
         out.append(_global(model.encode(model.spec.to_spec(r_wav).unsqueeze(1), r_wav)).float().cpu().numpy())

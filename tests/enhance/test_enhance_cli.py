@@ -313,8 +313,15 @@ def test_outputs_get_the_permissions_the_umask_gives(tmp_path, tiny_ckpt, umask,
 
 
 def test_settings_record_keeps_the_format_existing_output_folders_hold(tmp_path, tiny_ckpt):
-    """enhance_settings.json as the code before EnhanceOptions wrote it (byte for byte): old folders resume."""
+    """enhance_settings.json as the code before EnhanceOptions wrote it (byte for byte): old folders resume. They
+    were made with checkpoints that do not record ref_seconds (whole reference files, as now for those)."""
+    import torch
+
     noisy, refs = folder(tmp_path, 1)
+    old = torch.load(tiny_ckpt, weights_only=True)
+    del old["hyper_parameters"]["ref_seconds"]
+    torch.save(old, tmp_path / "old.ckpt")
+    tiny_ckpt = tmp_path / "old.ckpt"
     enhance("--ckpt", tiny_ckpt, "--noisy", noisy, "--ref-dir", refs, "--out", tmp_path / "out", "--sampler", "sb_sde",
             "--N", "2", "--guidance", "2", "--chunk-seconds", "0.6", "--resample", "--channels", "mix", check=0)
     record = {"N": 2, "channels": "mix", "chunk_seconds": 0.6, "ckpt": str(Path(tiny_ckpt).resolve()), "ckpt_step": 7,

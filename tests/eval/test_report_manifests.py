@@ -38,6 +38,7 @@ def make_set(folder: Path, speech, columns: dict, n: int = 4) -> Path:
 def fake_enhance(ckpt, noisy_dir, out_dir, options, ref_dir=None):
     """Stands in for the model: the noisy file scaled (by more with a reference); records the torch threads."""
     fake_enhance.threads.append(torch.get_num_threads())
+    fake_enhance.ref_seconds.append(options.ref_seconds)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for path in Path(noisy_dir).glob("*.wav"):
         wav, sr = sf.read(path)
@@ -49,7 +50,7 @@ def fake_enhance(ckpt, noisy_dir, out_dir, options, ref_dir=None):
 def report(tmp_path, monkeypatch, caplog, capsys):
     """report(*overrides, runs={name: encoder}) -> (exit status, out_dir, log lines and stderr); a run whose encoder is
     "none" is unconditional. Runs are loose checkpoints unless the test makes run folders itself."""
-    fake_enhance.threads = []
+    fake_enhance.threads, fake_enhance.ref_seconds = [], []
     monkeypatch.setattr(enhancement, "enhance_folder", fake_enhance)
     encoders, run_info = {}, study.run_info
 
@@ -109,7 +110,7 @@ def test_grouping_columns_are_found_by_alias_or_mapping_and_a_missing_one_is_one
 def test_an_unconditional_run_has_one_row_and_threads_are_used(tmp_path, speech, report):
     make_set(tmp_path / "s", speech, {"snr": [0, 5, 0, 5]})
     code, out, log = report(f"+sets.s={tmp_path / 's'}", "guidance=[0,1,3]", "diagnostics.enabled=false",
-                            "threads=2", runs={"cond": "cnn", "uncond": "none"})
+                            "threads=2", "ref_seconds=0.5", runs={"cond": "cnn", "uncond": "none"})
     assert code == 0, log
     result = saved(out, "s")
     rows = [(s["labels"]["run"], s["labels"]["w"]) for s in result["systems"]]
@@ -124,6 +125,8 @@ def test_an_unconditional_run_has_one_row_and_threads_are_used(tmp_path, speech,
                                     f"+sets.s={tmp_path / 's'}", "guidance=[0,1,3]", f"out_dir={out}"])), "s")]
     assert labels == ["noisy", "cond w=3", "uncond (unconditional)", "clean", "reference (noise_ref)"]
     assert set(fake_enhance.threads) == {2}  # enhancement ran with the configured threads
+    assert set(fake_enhance.ref_seconds) == {0.5}  # and the reference length the config sets
+    assert "references: the centre 0.5 s of each reference file (set by the user" in (out / "report.md").read_text()
     code, _, _ = report(f"+sets.s={tmp_path / 's'}", "threads=0", runs={"cond": "cnn"})
     assert code == 2
 
@@ -160,6 +163,7 @@ def test_diagnostics_of_a_mixing_run_come_from_its_noise_pools(tmp_path, speech,
     assert stats["train"]["n"] == 5  # five training examples of the run's own pools
     header = (out / "report.md").read_text().split("## s")[0]
     assert f"speech {tmp_path / 'speech'}" in header and f"{tmp_path / 'noise'} (exclude_classes hiss)" in header
+    assert "references: the centre 0.25 s of each reference file (the checkpoint's ref_seconds, as trained)" in header
 
     # the run's data is not on this machine: one line naming why and the fix, the tables as before, exit 0
     shutil.rmtree(tmp_path / "speech")

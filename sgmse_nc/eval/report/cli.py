@@ -25,7 +25,8 @@ torch's threads for enhancement, inline scoring and the diagnostics. The embeddi
 run's own training references (rebuilt from its config.yaml: paired folders or dynamic mixing from its noise
 pools) or diagnostics.train_set; a run whose training data is not readable here is skipped with one line.
 Reruns resume: finished enhancements and per-file rows are reused; a cell that failed (its error is kept in
-the table, marked FAILED) is retried. Exit status 1 when a cell or the diagnostics failed. A reference strategy whose name contains "oracle" (e.g. `oracle_mixed_noise`: the very
+the table, marked FAILED) is retried. Exit status 1 when a cell or the diagnostics failed. A reference
+strategy whose name contains "oracle" (e.g. `oracle_mixed_noise`: the very
 noise mixed into the input, noisy − clean) puts ORACLE into every title it appears in.
 """
 from __future__ import annotations

@@ -96,7 +96,7 @@ def training_references(study: Study, run: Run):
     if diag.get("train_set") is not None:
         _, ref_files, noisy_files = diagnostics.set_references(*_train_set(study, run), limit=int(diag.max_train),
                                                                seed=int(study.cfg.seed))
-        return lambda model: diagnostics.embed_files(model, ref_files, noisy_files)
+        return lambda model: diagnostics.embed_files(model, ref_files, noisy_files, study.cfg.get("ref_seconds"))
     dataset = _train_dataset(run)
     count = min(int(diag.max_train), len(dataset))
     indices = sorted(np.random.default_rng(int(study.cfg.seed)).choice(len(dataset), count, replace=False))
@@ -118,7 +118,7 @@ def run_diagnostics(study: Study, run: Run) -> dict:
     embedded = {}
     for set_name, test_set in study.sets.items():
         ids, files, noisy = diagnostics.set_references(study.reference_dir(set_name, reference), test_set / "noisy")
-        embedded[set_name] = (ids, diagnostics.embed_files(model, files, noisy))
+        embedded[set_name] = (ids, diagnostics.embed_files(model, files, noisy, study.cfg.get("ref_seconds")))
     metrics = study.metrics
     rows = []
     for set_name in study.sets:

@@ -53,7 +53,8 @@ def _enhance(study: Study, run: Run, set_name: str, cell: Cell, out_dir: Path) -
 
     cfg = study.cfg
     options = EnhanceOptions(device=cfg.get("device", "cpu"), batch_size=cfg.get("batch_size"),
-                             guidance=cell.w if cell.w > 0 else None, seed=cfg.get("seed", 0), sampler=study.sampler)
+                             guidance=cell.w if cell.w > 0 else None, seed=cfg.get("seed", 0), sampler=study.sampler,
+                             ref_seconds=cfg.get("ref_seconds"))
     enhance_folder(run.ckpt, study.sets[set_name] / "noisy", out_dir, options,
                    ref_dir=study.reference_dir(set_name, cell.reference) if cell.w > 0 and run.conditional else None)
 

@@ -93,7 +93,8 @@ def resolve_run(name: str, path) -> Run:
 
 
 def run_info(ckpt: Path, folder: Path | None) -> dict:
-    """What the header states about a run: backbone, trained steps, data, training seed, encoder."""
+    """What the header states about a run: backbone, trained steps, data, training seed, encoder, the reference
+    length it was trained with (ref_seconds; None in older checkpoints)."""
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # noqa: BLE001 - pickle/zip errors of every kind mean the same thing here
@@ -103,7 +104,7 @@ def run_info(ckpt: Path, folder: Path | None) -> dict:
     info = {"steps": state.get("global_step"), "encoder": (hp.get("encoder") or {}).get("name", "none"),
             "backbone": f"{str(backbone.get('_target_', '?')).rsplit('.', 1)[-1]}"
                         f"(nf={backbone.get('nf', '?')}, ch_mult={backbone.get('ch_mult', '?')})",
-            "sampler": dict(hp.get("sampler") or {})}
+            "sampler": dict(hp.get("sampler") or {}), "ref_seconds": hp.get("ref_seconds")}
     config = folder / "config.yaml" if folder is not None else None
     if config is not None and config.is_file():
         cfg = OmegaConf.load(config)
@@ -123,8 +124,9 @@ def describe_data(train, experiment: str = "?") -> str:
         pools = train["noise_dirs"]
         pools = [pools] if isinstance(pools, (str, dict)) else pools
         snr = train.get("snr_range")
-        return (f"dynamic mixing of speech {train['speech_dir']} with noise pools "
-                f"{', '.join(_describe_pool(p) for p in pools)}" + (f" at SNR {snr[0]:g} to {snr[1]:g} dB" if snr else ""))
+        at = f" at SNR {snr[0]:g} to {snr[1]:g} dB" if snr else ""
+        return f"dynamic mixing of speech {train['speech_dir']} with noise pools " \
+               f"{', '.join(_describe_pool(p) for p in pools)}{at}"
     if train.get("root") is not None:
         return "/".join(str(train[k]) for k in ("root", "subset") if train.get(k) is not None)
     name = str(train.get("_target_", "?")).rsplit(".", 1)[-1]
@@ -165,8 +167,8 @@ def set_groupings(cfg, sets: dict[str, Path]) -> dict[str, dict[str, str]]:
              for name, folder in sets.items()}
     missing = [g for g in requested if not any(g in groups for groups in found.values())]
     if missing:
-        looked = "; ".join(f"{g}: {', '.join([g, *(c for c, m in mapping.items() if m == g), *GROUP_ALIASES.get(g, ())])}"
-                           for g in missing)
+        names = {g: [g, *(c for c, m in mapping.items() if m == g), *GROUP_ALIASES.get(g, ())] for g in missing}
+        looked = "; ".join(f"{g}: {', '.join(columns)}" for g, columns in names.items())
         log.warning("warning: group_by %s: no test set's manifest has a column for %s (looked for %s), so no "
                     "table by %s; map a manifest column with +group_columns.<column>=<grouping>",
                     ", ".join(missing), "it" if len(missing) == 1 else "them", looked,
@@ -300,10 +302,12 @@ class Study:
 
 # The report config's numbers and their ranges, checked at start: a bad value is one `error:` line, not a study
 # whose every condition failed.
-NUMBERS = {"seed": Number(int, low=0), "threads": Number(int, low=1, words=("auto",)), "batch_size": Number(int, low=1), "score_workers": Number(int, low=0),
+NUMBERS = {"seed": Number(int, low=0), "threads": Number(int, low=1, words=("auto",)),
+           "batch_size": Number(int, low=1), "score_workers": Number(int, low=0),
            "spectrogram_files": Number(int, low=0), "sampler.N": Number(int, low=1),
            "diagnostics.max_train": Number(int, low=1), "diagnostics.k": Number(int, low=1),
-           "diagnostics.s_lo": Number(float), "diagnostics.s_hi": Number(float)}
+           "diagnostics.s_lo": Number(float), "diagnostics.s_hi": Number(float),
+           "ref_seconds": Number(float, low=0, low_open=True)}
 
 
 def check_values(cfg, runs: list[Run], sampler: dict) -> None:

@@ -7,6 +7,7 @@ import pandas as pd
 import torch
 
 from sgmse_nc.audio import list_audio
+from sgmse_nc.enhance.core import describe_reference_length
 from sgmse_nc.eval import comparison
 from sgmse_nc.eval.folder import load_groups, scored_rate
 from sgmse_nc.eval.report.plots import plot_snr_bars, plot_spectrograms, plot_vs_w
@@ -69,9 +70,12 @@ def header(study: Study) -> list[str]:
     cfg, lines = study.cfg, []
     for run in study.runs:
         s = {**run.info.get("sampler", {}), **study.sampler}
+        length = describe_reference_length(run.info.get("ref_seconds"), cfg.get("ref_seconds"))
+        references = f"; references: {length}" if run.conditional else ""
         lines.append(f"run **{run.name}**: {run.ckpt}; backbone {run.info['backbone']}, encoder "
                      f"{run.info['encoder']}, {run.info['steps']} training steps, data {run.info.get('data', '?')}, "
-                     f"training seed {run.info.get('seed', '?')}; sampler {s.get('name', '?')}, N={s.get('N', '?')}")
+                     f"training seed {run.info.get('seed', '?')}; sampler {s.get('name', '?')}, N={s.get('N', '?')}"
+                     f"{references}")
     lines.append("test sets: " + ", ".join(f"{n} ({p}, {len(list_audio(p / 'noisy'))} files)"
                                            for n, p in study.sets.items()))
     lines.append(f"guidance scales {', '.join(f'{float(w):g}' for w in cfg.guidance)} (0: null condition); "
