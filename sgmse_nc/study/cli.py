@@ -24,7 +24,7 @@ def parse_args(argv=None):
     parser.add_argument("--scale", default="cpu", help=f"{', '.join(SCALES)} (default: cpu)")
     parser.add_argument("--guidance", nargs="+", type=float, default=[0.0, 1.0, 3.0], help="w (default: 0 1 3)")
     parser.add_argument("--unseen", nargs="+", default=list(UNSEEN), help="noise classes held out of training")
-    parser.add_argument("--threads", default="1", help="torch threads of each training: a number or auto")
+    parser.add_argument("--threads", default="1", help="torch threads of each training and of the report: a number or auto")
     return parser.parse_args(argv)
 
 

@@ -131,6 +131,7 @@ def report(plan: StudyPlan, sets: dict[str, Path]) -> None:
     guidance = ",".join(f"{w:g}" for w in plan.guidance)
     run_command(["-m", "sgmse_nc.eval.report", *runs, *[f"+sets.{n}={p}" for n, p in sets.items()],
                  f"guidance=[{guidance}]", f"out_dir={plan.out / 'report'}", "diagnostics.enabled=false",
+                 f"threads={plan.threads}",
                  *SCALES[plan.scale]["report"]], "the report")
 
 
