@@ -184,3 +184,49 @@ def test_a_diagnostics_failure_is_one_error_line_and_a_non_zero_exit(tmp_path, s
     assert code == 1 and len(errors) == 1 and "diagnostics of run r failed" in errors[0], log
     assert "Traceback" not in log and (out / "s" / "comparison.md").is_file()
     assert f"data {tmp_path}/s," in (out / "report.md").read_text()  # a paired run's header names its folder
+
+
+@pytest.mark.slow  # trains two tiny dynamic-mixing rows (train.py, debug=tiny) and runs the report: minutes on 2 cores
+def test_end_to_end_on_tiny_mixing_runs_with_an_aliased_manifest(tmp_path, speech):
+    import subprocess
+    import sys
+
+    from sgmse_nc.data.prepare.demo import ensure_demo_corpus
+    from tests.helpers import REPO_ROOT
+
+    demo = tmp_path / "demo"
+    ensure_demo_corpus(demo, num_train=4, num_valid=2, num_test=3, seconds=[1.0, 1.5], noise_types=["white", "pink"])
+    for cls in ("hum", "hiss"):
+        for i in range(2):
+            (tmp_path / "noise" / cls).mkdir(parents=True, exist_ok=True)
+            sf.write(tmp_path / "noise" / cls / f"{i}.wav",
+                     0.05 * np.random.default_rng(i).standard_normal(3 * SR).astype(np.float32), SR)
+    runs = {}
+    for name, encoder in (("mix", "cnn"), ("plain", "none")):
+        runs[name] = tmp_path / name
+        out = subprocess.run([sys.executable, "train.py", "experiment=mixing_cnn_cfg", "debug=tiny",
+                              f"encoder={encoder}", f"hydra.run.dir={runs[name]}",
+                              f"data.train.speech_dir={demo / 'train' / 'clean'}",
+                              f"data.valid.speech_dir={demo / 'valid' / 'clean'}",
+                              f"data.train.noise_dirs=[{{root: {tmp_path / 'noise'}, labels: subfolder}}]",
+                              "data.train.length=4", "data.valid.length=2", "data.train.num_frames=32",
+                              "data.valid.num_frames=32"], cwd=REPO_ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+    test = shutil.copytree(demo / "test", tmp_path / "test")
+    manifest = pd.read_csv(test / "manifest.csv").rename(columns={"snr": "snr_target_db",
+                                                                  "noise_type": "noise_category"})
+    manifest.to_csv(test / "manifest.csv", index=False)
+    out = subprocess.run([sys.executable, "-m", "sgmse_nc.eval.report", *[f"+runs.{n}={p}" for n, p in runs.items()],
+                          f"+sets.test={test}", "guidance=[0,1]", "sampler.N=1", "metrics=[si_sdr]",
+                          "score_workers=0", "diagnostics.max_train=4", f"out_dir={tmp_path / 'rep'}"],
+                         cwd=REPO_ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    result = saved(tmp_path / "rep", "test")
+    assert [(s["labels"]["run"], s["labels"]["w"]) for s in result["systems"]] == [
+        ("mix", "0"), ("mix", "1"), ("plain", "0")]
+    assert result["group_by"] == ["snr", "category"] and (tmp_path / "rep" / "test" / "plot_snr_mix.png").is_file()
+    header = (tmp_path / "rep" / "report.md").read_text().split("## test")[0]
+    assert f"dynamic mixing of speech {demo / 'train' / 'clean'} with noise pools {tmp_path / 'noise'}" in header
+    assert "the centre 0.25 s of each reference file (the checkpoint's ref_seconds, as trained)" in header
+    scores = pd.read_csv(tmp_path / "rep" / "diagnostics" / "mix" / "ood_scores.csv")
+    assert len(scores) == 3 and np.isfinite(scores["ood_score"]).all()

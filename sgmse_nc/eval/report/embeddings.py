@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from sgmse_nc.errors import find_user_error
 from sgmse_nc.eval import comparison, diagnostics
 from sgmse_nc.eval.report.study import ReportError, Run, Study, error_line
 from sgmse_nc.eval.rows import read_per_file
@@ -79,10 +80,10 @@ def _train_dataset(run: Run):
     node["train"] = False  # evaluation draws: the same references on every rerun
     try:
         return instantiate(node)
-    except Exception as err:  # noqa: BLE001 - moved folders, another machine: a reason, not a crash
-        cause = err
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
+    except Exception as err:
+        cause = find_user_error(err)  # a folder that moved, another machine: a reason; anything else is a failure
+        if cause is None:
+            raise
         raise DiagnosticsSkipped(f"its training data (data.train of {config}) cannot be read here "
                                  f"({error_line(cause)}); set diagnostics.train_set=<folder with noisy/ and "
                                  f"noise_ref/>, or diagnostics.enabled=false") from None
