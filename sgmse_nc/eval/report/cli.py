@@ -11,7 +11,8 @@ reference strategy, a folder of the set such as noise_ref/) with the library (sg
 scored (sgmse_nc.eval.folder, in a process pool while the next cell enhances) and tabled
 (sgmse_nc.eval.comparison). Output folder (`out_dir`):
 
-    report.md                   header (scale: backbone, steps, data, sampler, N, seeds) + every set's tables
+    report.md                   header (scale: backbone, steps, training data, sampler, N, seeds, the reference
+                                length encoded) + every set's tables
     <set>/comparison.{md,csv,json}   rows run × w (× reference), noisy first; by SNR and by category
     <set>/plot_vs_w.png, <set>/plot_snr_<run>.png, <set>/spectrograms.png
     work/<run>/<set>/<reference>_w<w>/{enhanced/,eval/}   wavs and per-file rows (reused on a rerun)
@@ -25,9 +26,11 @@ torch's threads for enhancement, inline scoring and the diagnostics. The embeddi
 run's own training references (rebuilt from its config.yaml: paired folders or dynamic mixing from its noise
 pools) or diagnostics.train_set; a run whose training data is not readable here is skipped with one line.
 Reruns resume: finished enhancements and per-file rows are reused; a cell that failed (its error is kept in
-the table, marked FAILED) is retried. Exit status 1 when a cell or the diagnostics failed. A reference
-strategy whose name contains "oracle" (e.g. `oracle_mixed_noise`: the very
-noise mixed into the input, noisy − clean) puts ORACLE into every title it appears in.
+the table, marked FAILED) is retried. Exit status 1 when a cell or the diagnostics failed. References are
+encoded as each checkpoint was trained: the centre stretch of its ref_seconds (whole files for a checkpoint
+that does not record it), or `ref_seconds=` for all runs. A reference strategy whose name contains "oracle"
+(e.g. `oracle_mixed_noise`: the very noise mixed into the input, noisy − clean) puts ORACLE into every title
+it appears in.
 """
 from __future__ import annotations
 
