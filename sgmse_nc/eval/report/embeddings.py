@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from sgmse_nc.errors import find_user_error
+from sgmse_nc.errors import UserError, find_user_error
 from sgmse_nc.eval import comparison, diagnostics
 from sgmse_nc.eval.report.study import ReportError, Run, Study, error_line
 from sgmse_nc.eval.rows import read_per_file
@@ -22,8 +22,9 @@ from sgmse_nc.eval.rows import read_per_file
 log = logging.getLogger(__name__)
 
 
-class DiagnosticsSkipped(Exception):
-    """The diagnostics of a run cannot be computed here, for a reason the user can act on (one line, not an error)."""
+class DiagnosticsSkipped(UserError):
+    """The diagnostics of a run cannot be computed here, for a reason the user can act on: the report says it in
+    one warning line and goes on (not a failure)."""
 
 
 def auto_rows(study: Study) -> dict[str, list[comparison.System]]:
