@@ -148,20 +148,35 @@ def _group_labels(comparison: dict, key: str) -> list[str]:
     return sorted(labels, key=label_order)
 
 
-def markdown(comparison: dict, title: str, notes=()) -> str:
-    """The comparison as Markdown: a title, the overall table, one table per group column, notes, failures."""
-    parts = [f"## {title}", "", markdown_table(_header(comparison, []), _table(comparison, None, None))]
+def sections(comparison: dict) -> list[tuple[str | None, list[str], list[list[str]]]]:
+    """The comparison's tables as (heading, header, rows of formatted cells; `**x**` marks the best mean): the
+    overall one (heading None), then one per group column. Markdown and the listening page render these."""
+    out = [(None, _header(comparison, []), _table(comparison, None, None))]
     for key in comparison["group_by"]:
         rows = [[label] + row for label in _group_labels(comparison, key) for row in _table(comparison, key, label)]
-        parts += ["", f"### By {key}", "", markdown_table(_header(comparison, [key]), rows)]
-    footer = list(notes) + ["mean ± std (population std) over files; Δ: mean per-file improvement over the noisy "
-                            "input; best mean per column in bold."]
+        out.append((f"By {key}", _header(comparison, [key]), rows))
+    return out
+
+
+def footer(comparison: dict, notes=()) -> list[str]:
+    """The lines under the tables: notes, what ± and Δ mean, failures and each system's notes."""
+    lines = list(notes) + ["mean ± std (population std) over files; Δ: mean per-file improvement over the noisy "
+                           "input; best mean per column in bold."]
     for system in comparison["systems"]:
         name = ", ".join(f"{k}={v}" for k, v in system["labels"].items())
         if system["error"]:
-            footer.append(f"{FAILED} {name}: {system['error']}")
-        footer += [f"{name}: {note}" for note in system["notes"]]
-    return "\n".join(parts + [""] + [f"- {line}" for line in footer]) + "\n"
+            lines.append(f"{FAILED} {name}: {system['error']}")
+        lines += [f"{name}: {note}" for note in system["notes"]]
+    return lines
+
+
+def markdown(comparison: dict, title: str, notes=()) -> str:
+    """The comparison as Markdown: a title, the overall table, one table per group column, notes, failures."""
+    parts = [f"## {title}"]
+    for heading, header, rows in sections(comparison):
+        parts += ["", f"### {heading}", ""] if heading else [""]
+        parts.append(markdown_table(header, rows))
+    return "\n".join(parts + [""] + [f"- {line}" for line in footer(comparison, notes)]) + "\n"
 
 
 def long_rows(comparison: dict) -> pd.DataFrame:

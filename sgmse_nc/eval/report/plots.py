@@ -91,6 +91,13 @@ def spectrogram_columns(study: Study, set_name: str) -> list[tuple[str, Path]]:
     return columns + [("clean", test_set / "clean")] + ([(f"reference ({cell.reference})", ref_dir)] if ref_dir else [])
 
 
+def draw_spectrogram(ax, wav, spectrogram: Spectrogram) -> None:
+    """The log-magnitude spectrogram of a wav on an axis: the project's STFT, one colour scale (-80 to 20 dB)
+    for every panel of the report and the listening page."""
+    ax.imshow(decibels(spectrogram.stft(wav)).numpy(), origin="lower", aspect="auto", vmin=-80, vmax=20,
+              cmap="magma")
+
+
 def plot_spectrograms(study: Study, set_name: str, path: Path) -> None:
     """Rows: a few files; columns: spectrogram_columns."""
     from matplotlib.figure import Figure
@@ -112,8 +119,7 @@ def plot_spectrograms(study: Study, set_name: str, path: Path) -> None:
             if folder is None or not (folder / rel).is_file():
                 ax.set_title(f"{name}: missing", fontsize="small")
                 continue
-            db = decibels(spectrogram.stft(read_audio(folder / rel, min_samples=0)))
-            ax.imshow(db.numpy(), origin="lower", aspect="auto", vmin=-80, vmax=20, cmap="magma")
+            draw_spectrogram(ax, read_audio(folder / rel, min_samples=0), spectrogram)
             ax.set_title(f"{name}\n{rel.with_suffix('').as_posix()}" if i == 0 else rel.with_suffix("").as_posix(),
                          fontsize="small")
     save_figure(fig, path, dpi=110)
