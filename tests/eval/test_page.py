@@ -249,15 +249,21 @@ new Promise(done => {
 """
 
 
-def open_in_chromium(page_file: Path, tmp_path: Path) -> dict:
+@pytest.fixture(scope="module")  # module scope: asked before the module-scoped report is built
+def chromium() -> str:
+    """The Chromium executable, or the test is skipped saying so."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install -y chromium); the listening page "
+                    "was not opened in a browser")
+    return executable
+
+
+def open_in_chromium(chromium: str, page_file: Path, tmp_path: Path) -> dict:
     """Open a page in headless Chromium: the audio/image check, every request's URL, the failed ones, console
     errors; saves a full-page screenshot (tmp_path/page.png)."""
     import base64
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("headless Chromium is not installed (Debian: apt-get install -y chromium); the listening page "
-                    "was not opened in a browser")
     browser = DevTools(chromium, tmp_path / "profile")
     try:
         target = browser.call("Target.createTarget", url="about:blank")["targetId"]
@@ -286,8 +292,8 @@ def open_in_chromium(page_file: Path, tmp_path: Path) -> dict:
 
 
 @pytest.mark.slow  # starts a browser: ~10-30 s
-def test_page_loads_in_headless_chromium(tiny_report, tmp_path):
-    seen = open_in_chromium(tiny_report / page.PAGE, tmp_path)
+def test_page_loads_in_headless_chromium(chromium, tiny_report, tmp_path):
+    seen = open_in_chromium(chromium, tiny_report / page.PAGE, tmp_path)
     assert not seen.get("timeout"), "the audio elements did not load within 45 s"
     assert len(seen["audio"]) == 2 * 3 * 6
     for audio in seen["audio"]:

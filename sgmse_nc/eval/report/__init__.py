@@ -6,6 +6,7 @@ scales × reference strategies -> the study's tables, plots and report.md (what 
     embeddings  the embedding diagnostics of each conditional run and its w = auto rows
     tables      per-set comparison tables, each run folder's own rows, report.md
     plots       metric vs w, bars per SNR, spectrograms
+    page        report.html: the tables, the plots and a few examples (chosen by rule) to listen to
     run         run_report: all of the above in order
     cli         load_config and the command (main)
 """

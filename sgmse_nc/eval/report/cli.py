@@ -13,6 +13,8 @@ scored (sgmse_nc.eval.folder, in a process pool while the next cell enhances) an
 
     report.md                   header (scale: backbone, steps, training data, sampler, N, seeds, the reference
                                 length encoded) + every set's tables
+    report.html, listen/        the same tables, the plots and per set the files at the 10th/50th/90th
+                                percentile of the best system's improvement, to listen to (works from disk)
     <set>/comparison.{md,csv,json}   rows run × w (× reference), noisy first; by SNR and by category
     <set>/plot_vs_w.png, <set>/plot_snr_<run>.png, <set>/spectrograms.png
     work/<run>/<set>/<reference>_w<w>/{enhanced/,eval/}   wavs and per-file rows (reused on a rerun)
