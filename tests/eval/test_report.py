@@ -142,6 +142,10 @@ def test_end_to_end_on_a_trained_demo_model(demo_run, tmp_path):
     assert (scores["ood_score"] > 0).all()
     diag = (tmp_path / "rep" / "diagnostics" / "demo" / "diagnostics.md").read_text()
     assert "participation_ratio" in diag and "per OOD-score bin" in diag
+    # the listening page: per example noisy, w=0, w=2 × 2 references, clean, 2 references; 3 + 2 examples
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert page.count("<audio ") == 7 * (3 + 2) and "ORACLE" in page
+    assert 'src="diagnostics/demo/embedding_map.png"' in page
     enhanced = tmp_path / "rep" / "work" / "demo" / "test" / "noise_ref_w2" / "enhanced"
     stamps = {p.name: p.stat().st_mtime_ns for p in enhanced.glob("*.wav")}
     assert len(stamps) == 3

@@ -230,6 +230,20 @@ def set_examples(study: Study, set_name: str, keep: set[Path]) -> list[str]:
     return lines
 
 
+def diagnostics_section(study: Study) -> list[str]:
+    """The embedding diagnostics' plots of each run that has them (sgmse_nc.eval.report.embeddings)."""
+    out, lines = study.out_dir, []
+    for run in study.runs:
+        folder = out / "diagnostics" / run.name
+        plots = sorted(folder.glob("*.png"))
+        if plots:
+            note = folder / "diagnostics.md"
+            link = f' (<a href="{_href(note, out)}">diagnostics.md</a>)' if note.is_file() else ""
+            lines += [f"<h3>{html.escape(run.name)}{link}</h3>", '<div class="plots">'] + [
+                f'<img alt="{html.escape(p.stem)}" src="{_href(p, out)}">' for p in plots] + ["</div>"]
+    return ['<section id="diagnostics"><h2>Embedding diagnostics</h2>', *lines, "</section>"] if lines else []
+
+
 def _remove_unlisted(folder: Path, keep: set[Path]) -> None:
     """Files of examples no longer chosen (the listen/ folder is the page's own)."""
     if not folder.is_dir():
@@ -265,6 +279,7 @@ def write_page(study: Study, tables: dict) -> Path:
             f'<img alt="{html.escape(p.stem)}" src="{_href(p, out)}">' for p in plots) + "</div>")
         parts += set_examples(study, set_name, keep)
         parts.append("</section>")
+    parts += diagnostics_section(study)
     parts.append("</body></html>")
     _remove_unlisted(out / LISTEN, keep)
     write_text_atomic(out / PAGE, "\n".join(parts) + "\n")
