@@ -208,7 +208,8 @@ def set_examples(study: Study, set_name: str, keep: set[Path]) -> list[str]:
     for p, file_id in percentile_files(best.improvement):
         folder = out / LISTEN / set_name / file_id
         lines.append(f"<h4>{p}th percentile: {html.escape(file_id)} ({metric.label} improvement "
-                     f"{best.improvement[file_id]:+.{metric.decimals}f} with {html.escape(best.label)})</h4>")
+                     f"{round(best.improvement[file_id], metric.decimals) + 0.0:+.{metric.decimals}f} with "
+                     f"{html.escape(best.label)})</h4>")
         lines.append('<div class="signals">')
         for signal in signals:
             source = _source(signal.folder, file_id)
