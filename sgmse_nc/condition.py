@@ -6,7 +6,7 @@ or both. Defined here, beside each other and without Lightning:
 
 * the null condition of classifier-free guidance (zeros; a null token sequence is zero tokens, all valid);
 * dropout for CFG training: a per-example `torch.where`, never a skipped encoder call (under DDP every
-  parameter must take part in every step);
+  parameter must take part in every step); `dropout_keep` is its draw, for losses that must know it;
 * concatenation along the batch (guidance evaluates [conditional; null] in one forward pass; enhancement
   stacks the conditions of the files in a batch);
 * device / dtype moves.
@@ -98,14 +98,20 @@ def select_condition(keep: torch.Tensor, z, other):
                        ((z.embedding, other.embedding), (z.tokens, other.tokens), (z.mask, other.mask))))
 
 
-def drop_condition(z, prob: float, generator: torch.Generator | None = None):
-    """Replace z by the null condition per example with probability `prob` (global and tokens together)."""
+def dropout_keep(z, prob: float, generator: torch.Generator | None = None) -> torch.Tensor | None:
+    """CFG dropout's draw: per example True where z is kept, with probability 1 - `prob` (None when nothing can
+    be dropped: no condition, or prob <= 0)."""
     if z is None or prob <= 0:
-        return z
+        return None
     batch = z.shape[0] if isinstance(z, torch.Tensor) else z.batch_size
     device = (z if isinstance(z, torch.Tensor) else (z.embedding if z.embedding is not None else z.tokens)).device
-    drop = torch.rand(batch, device=device, generator=generator) < prob
-    return select_condition(~drop, z, null_condition(z))
+    return ~(torch.rand(batch, device=device, generator=generator) < prob)
+
+
+def drop_condition(z, prob: float, generator: torch.Generator | None = None):
+    """Replace z by the null condition per example with probability `prob` (global and tokens together)."""
+    keep = dropout_keep(z, prob, generator)
+    return z if keep is None else select_condition(keep, z, null_condition(z))
 
 
 def cat_conditions(conds: list):

@@ -73,6 +73,14 @@ def random_tower_overrides(cfg) -> list[str]:
     return ["encoder.weights=null", "+encoder.random_init=true"] if cfg.encoder.name in ("clap", "panns") else []
 
 
+def noise_class_overrides(cfg) -> list[str]:
+    """A row with the noise-class head, built without reading its data (sgmse-train takes the classes from
+    data.train): two stand-in class names."""
+    node = cfg.model.get("noise_class_loss") or {}
+    return ["model.noise_class_loss.classes=[white,pink]"] if node.get("weight") and node.get("classes") is None \
+        else []
+
+
 # ---- the reference implementation (sp-uhh/sgmse), exported outside the repository, never committed -------
 
 SGMSE_REFERENCE = Path(__import__("os").environ.get("SGMSE_REF", "/tmp/sgmse_ref"))

@@ -26,7 +26,7 @@ import torch
 from sgmse_nc.audio import SAMPLE_RATE, resample_audio, rms
 from sgmse_nc.data.example import fit_length
 from sgmse_nc.data.noise_pool import AudioPool
-from sgmse_nc.data.noise_source import NoisePair
+from sgmse_nc.data.noise_source import NoisePair, shared_class
 from sgmse_nc.data.synthetic import make_noise
 
 
@@ -58,7 +58,7 @@ class SyntheticSource:
         noise = torch.from_numpy(make_noise(self.kind, length, rng, self.sample_rate))
         reference = torch.from_numpy(make_noise(self.kind, ref_length, rng, self.sample_rate))
         return NoisePair(noise, reference, self.kind, f"synthetic:{self.kind}", "0", f"synthetic:{self.kind}", "0",
-                         relation="independent_draw")
+                         relation="independent_draw", noise_class=self.kind)
 
 
 class BabbleSource:
@@ -91,7 +91,7 @@ class BabbleSource:
         noise, names, offsets = self.babble(length, rng)
         reference, ref_names, ref_offsets = self.babble(ref_length, rng)
         return NoisePair(noise, reference, "babble", join(names), join(offsets), join(ref_names), join(ref_offsets),
-                         relation="other_babble")
+                         relation="other_babble", noise_class="babble")
 
 
 class MixSource:
@@ -110,7 +110,7 @@ class MixSource:
                          f"{a.category}+{b.category}", join([a.noise_file, b.noise_file]),
                          join([a.noise_offset, b.noise_offset]), join([a.reference_file, b.reference_file]),
                          join([a.reference_offset, b.reference_offset]), a.overlapping or b.overlapping,
-                         join([a.relation, b.relation]))
+                         join([a.relation, b.relation]), noise_class=shared_class([a, b]))
         pair.info = {**a.info, **b.info, "alpha": alpha}
         return pair
 
@@ -165,7 +165,7 @@ class ConcatSource:
                          ">".join(p.category for p in pairs), join(p.noise_file for p in pairs),
                          join(p.noise_offset for p in pairs), join(p.reference_file for p in pairs),
                          join(p.reference_offset for p in pairs), any(p.overlapping for p in pairs),
-                         join(p.relation for p in pairs))
+                         join(p.relation for p in pairs), noise_class=shared_class(pairs))
         pair.info["segment_lengths"] = lengths.tolist()
         return pair
 
@@ -258,6 +258,7 @@ class EventSource:
         pair.reference_offset = join([pair.reference_offset, event.reference_offset])
         pair.relation = join([pair.relation, event.relation])
         pair.overlapping = pair.overlapping or event.overlapping
+        pair.noise_class = shared_class([pair, *events])
         pair.info["events"] = (f"{count} events at " + "/".join(f"{p / self.sample_rate:.2f}s" for p in positions)
                                + " ratio " + "/".join(f"{r:.1f}dB" for r in ratios))
         return pair
@@ -296,6 +297,11 @@ class NoiseAugment:
             raise ValueError(f"mix_alpha {list(self.mix_alpha)} must be a range inside [0, 1].")
         if not 0.0 < self.stretch_range[0] <= self.stretch_range[1]:
             raise ValueError(f"stretch_range {list(self.stretch_range)} must be a positive range.")
+
+    @property
+    def noise_classes(self) -> set[str]:
+        """The classes its own base noises bring (NoisePair.noise_class): the synthetic kinds and babble it draws."""
+        return {kind for kind in ("white", "pink", "brown", "babble") if getattr(self, f"p_{kind}") > 0}
 
     def base(self, pools, rng: np.random.Generator, speech: AudioPool | None, exclude: int | None):
         u = float(rng.random())

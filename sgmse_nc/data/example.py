@@ -8,6 +8,10 @@ is defined once:
     r      reference compressed spectrogram complex [1, F, ref_frames]
     r_wav  reference waveform               float   [ref_samples]
     norm   the noisy peak all three were divided by (float)
+
+The datasets add `id` (str), what the reference policy reports (`ref_null`, ...: data.honesty) and
+`noise_class` (str, "" when unknown): the class of the mixed noise, the target of the optional auxiliary
+noise-class head (sgmse_nc.diffusion.noise_class), which maps it to an index (-1 = unknown).
 """
 from __future__ import annotations
 

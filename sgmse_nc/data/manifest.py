@@ -15,6 +15,9 @@ from sgmse_nc.errors import UserError
 from sgmse_nc.io import write_text_if_changed
 
 NUMERIC_COLUMNS = frozenset({"snr"})
+# Columns that name the class of the noise a file was mixed with, coarsest first (ESC-50's `category`, the
+# VoiceBank-DEMAND / demo `noise_type`): the first one a manifest has is its noise label.
+NOISE_CLASS_COLUMNS = ("category", "noise_category", "noise_class", "noise_type")
 
 
 class ManifestError(UserError, ValueError):
@@ -74,6 +77,32 @@ def read_manifest(path, required: tuple[str, ...] = ("id",)) -> list[dict]:
                                         f"a number is expected.") from None
             rows.append(row)
     return rows
+
+
+def manifest_columns(path) -> list[str]:
+    """The header of a manifest ([] when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle), [])
+
+
+def noise_class_column(columns, wanted: str | None = None) -> str | None:
+    """The column holding the noise class: `wanted` when given (None if absent), else the first of
+    NOISE_CLASS_COLUMNS present."""
+    if wanted:
+        return wanted if wanted in columns else None
+    return next((c for c in NOISE_CLASS_COLUMNS if c in columns), None)
+
+
+def noise_class_labels(path, wanted: str | None = None) -> dict[str, str]:
+    """{id: noise class} from a manifest; {} when the file or its class column is absent. Empty cells are
+    unknown and left out."""
+    column = noise_class_column(manifest_columns(path), wanted)
+    if column is None:
+        return {}
+    return {row["id"]: row[column] for row in read_manifest(path, required=("id", column)) if row[column]}
 
 
 def _format(value) -> str:

@@ -12,6 +12,10 @@ the mixed stretch when the recording is long enough) or a stretch of another cli
 stretch of another recording of the class; an example with no honest reference is an error or gets the null
 condition (`on_failure`), counted in the batch (`ref_rejected_copy`, `ref_null`).
 
+Each example names the class of its noise (`noise_class`: the pool file's label, or the synthetic kind /
+babble of the augmentation; "" when unknown: an unlabelled pool, or a mix of several classes); `noise_classes`
+lists every class the dataset can draw (the vocabulary of the auxiliary noise-class head).
+
 Training (`train: true`) draws from the example's own generators (`sampling.example_draws`: the speech
 crop, the noise, the SNR and the augmentation each from its own stream, seeded by the run seed, epoch and
 position), so runs with the same seed see the same examples; valid/test draw from a generator seeded by
@@ -100,6 +104,8 @@ class MixingDataset(Dataset):
             augment = NoiseAugment(**{**dict(augment), "sample_rate": sample_rate})
         self.augment = augment
         self.length = int(length) if length else len(self.speech)
+        self.noise_classes = sorted({label for pool in pools for label in pool.by_label}
+                                    | (augment.noise_classes if augment is not None else set()))
 
     def __len__(self) -> int:
         return self.length
@@ -145,4 +151,5 @@ class MixingDataset(Dataset):
         example = make_example(mix.clean, mix.noisy, mix.reference, self.spec)
         example.update(choice.batch_fields())
         example["id"] = f"{speech_id(self.speech.files[i].name)}_{int(index):06d}"
+        example["noise_class"] = pair.noise_class or ""
         return example

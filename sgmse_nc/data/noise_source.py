@@ -34,6 +34,16 @@ class NoisePair:
     overlapping: bool = False  # the reference shares samples with the noise (recording too short)
     relation: str = ""  # how the reference relates to the noise (manifests' reference_relation)
     info: dict = field(default_factory=dict)  # what augmentations chose (mixing weight, speed factor, ...)
+    # The class a noise classifier should learn from the reference (the batch's `noise_class`): the pool file's
+    # label, a synthetic kind; None when unknown (an unlabelled pool) or when the noise mixes several classes.
+    noise_class: str | None = None
+
+
+def shared_class(pairs) -> str | None:
+    """The noise class of a noise made of `pairs` (mixed, concatenated, events over a background): their class
+    when they all have the same known one, else None."""
+    classes = {p.noise_class for p in pairs}
+    return classes.pop() if len(classes) == 1 else None
 
 
 def disjoint_starts(span: int, length: int, ref_length: int, rng: np.random.Generator) -> tuple[int, int] | None:
@@ -92,7 +102,7 @@ class PoolSource:
             reference = match_active_rms(pool.read_looped(j, ref_start, ref_length), noise, pool.sample_rate,
                                          pool.threshold_db)
             return NoisePair(noise, reference, label, pool.files[i].name, str(start), pool.files[j].name,
-                             str(ref_start), relation="same_class_other_recording")
+                             str(ref_start), relation="same_class_other_recording", noise_class=pool.files[i].label)
         start, ref_start, ref_region, overlapping = self._same_recording(a, b, length, ref_length, rng)
         noise = pool.read_looped(i, start, length)
         reference = pool.read_looped(i, ref_start, ref_length, ref_region)
@@ -104,7 +114,7 @@ class PoolSource:
                             "Use longer recordings or reference: same_class.", pool.files[i].path, b - a)
         relation = "same_recording_overlapping" if overlapping else "same_recording_disjoint"
         return NoisePair(noise, reference, label, pool.files[i].name, str(start), pool.files[i].name,
-                         str(ref_start), overlapping=overlapping, relation=relation)
+                         str(ref_start), overlapping=overlapping, relation=relation, noise_class=pool.files[i].label)
 
     @staticmethod
     def _same_recording(a: int, b: int, length: int, ref_length: int, rng: np.random.Generator):

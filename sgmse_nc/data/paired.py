@@ -3,6 +3,9 @@
 The noise reference is a stretch of `ref_seconds` chosen by the `reference` strategy (sgmse_nc.data.references:
 noise_ref_dir by default, same_noise_type, from_noisy_pauses, none, oracle_same_utterance) and checked by the
 reference policy (sgmse_nc.data.honesty): never overlapping, never a near-copy of the mixed noise.
+Each example names its noise class (`noise_class`, "" when unknown) from the manifest's class column
+(`label_column`; by default the first of sgmse_nc.data.manifest.NOISE_CLASS_COLUMNS it has, e.g. `noise_type`);
+`noise_classes` lists the classes of the subset.
 Training draws crops and stretches at random (the example's own generators, sgmse_nc.data.sampling: the same
 seed gives the same crops in every run); valid/test are deterministic (`seed` + item index).
 """
@@ -18,6 +21,7 @@ from sgmse_nc.audio import AudioError, list_audio, read_audio
 from sgmse_nc.data.example import crop_start, fit_length, make_example
 from sgmse_nc.data.sampling import example_draws
 from sgmse_nc.data.honesty import DEFAULT_THRESHOLD, Choice, ReferencePolicy
+from sgmse_nc.data.manifest import manifest_columns, noise_class_column, noise_class_labels
 from sgmse_nc.data.references import build_reference
 from sgmse_nc.errors import short_list
 from sgmse_nc.spec import Spectrogram, dataset_rate
@@ -48,7 +52,8 @@ def match_pairs(clean_dir: Path, noisy_dir: Path) -> list[tuple[Path, Path]]:
 class PairedFolderDataset(Dataset):
     """reference: noise_ref_dir | same_noise_type | from_noisy_pauses | none | oracle_same_utterance (see
     sgmse_nc.data.references); every reference passes the policy of sgmse_nc.data.honesty.
-    manifest: labels for same_noise_type (default `<root>/<subset>/manifest.csv`, column `label_column`).
+    manifest: noise labels, for same_noise_type and the batch's `noise_class` (default
+        `<root>/<subset>/manifest.csv`; column `label_column`, by default the first noise-class column it has).
     ref_dir: noise-only files for noise_ref_dir (default `<root>/<subset>/noise_ref`).
     seed: fixes the evaluation choices (item i draws from default_rng((seed, i))).
     xcorr_threshold / on_failure: the reference policy (near-copy threshold; "error" or "null" when an
@@ -58,7 +63,7 @@ class PairedFolderDataset(Dataset):
     def __init__(self, root, subset: str, spec: Spectrogram | None = None, num_frames: int | None = 256,
                  ref_seconds: float = 0.25, train: bool = False, sample_rate: int | None = None,
                  max_files: int | None = None, reference: str = "noise_ref_dir", manifest=None, ref_dir=None,
-                 seed: int = 0, label_column: str = "noise_type", xcorr_threshold: float = DEFAULT_THRESHOLD,
+                 seed: int = 0, label_column: str | None = None, xcorr_threshold: float = DEFAULT_THRESHOLD,
                  on_failure: str = "error"):
         self.root, self.subset = Path(root), subset
         self.spec = spec or Spectrogram()
@@ -69,11 +74,17 @@ class PairedFolderDataset(Dataset):
         if max_files:
             self.pairs = self.pairs[:max_files]
         self.reference_name = reference
+        manifest = manifest or self.root / subset / "manifest.csv"
+        ids = [self.file_id(i) for i in range(len(self.pairs))]
+        # same_noise_type needs the column: a manifest without one is refused naming the default
+        label_column = noise_class_column(manifest_columns(manifest), label_column) or label_column or "noise_type"
         self.ref_strategy = build_reference(
-            reference, [self.file_id(i) for i in range(len(self.pairs))], self.ref_len, self.load_noise,
-            manifest=manifest or self.root / subset / "manifest.csv",
+            reference, ids, self.ref_len, self.load_noise, manifest=manifest,
             ref_dir=ref_dir or self.root / subset / "noise_ref",
             sample_rate=sample_rate, seed=seed, label_column=label_column)
+        labels = noise_class_labels(manifest, label_column)
+        self.noise_class_of = [labels.get(utt, "") for utt in ids]
+        self.noise_classes = sorted(set(self.noise_class_of) - {""})
         self.policy = ReferencePolicy(xcorr_threshold, on_failure)
 
     def __len__(self) -> int:
@@ -118,4 +129,5 @@ class PairedFolderDataset(Dataset):
         example = make_example(clean, noisy, choice.reference, self.spec)
         example.update(choice.batch_fields())
         example["id"] = self.file_id(index)
+        example["noise_class"] = self.noise_class_of[index]
         return example

@@ -1,5 +1,5 @@
-"""The noise-conditioned SGMSE+ score model as a LightningModule: loss, CFG dropout, EMA, enhancement of
-whole validation/test utterances (scored by sgmse_nc.train.evaluator.Evaluator). Sub-modules are built from plain
+"""The noise-conditioned SGMSE+ score model as a LightningModule: loss (+ the optional auxiliary noise-class
+loss, sgmse_nc.diffusion.noise_class), CFG dropout, EMA, enhancement of whole validation/test utterances (scored by sgmse_nc.train.evaluator.Evaluator). Sub-modules are built from plain
 config dicts stored as hyper-parameters, so a checkpoint alone rebuilds the model (`load_for_inference`)."""
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from sgmse_nc.diffusion.checkpoints import CheckpointError, read_our_checkpoint
-from sgmse_nc.condition import (Condition, as_condition, drop_condition, null_condition, select_condition,
+from sgmse_nc.condition import (Condition, as_condition, dropout_keep, null_condition, select_condition,
                                 zero_condition)
 from sgmse_nc.diffusion.ema import ParameterEMA
+from sgmse_nc.diffusion.noise_class import NoiseClassHead, noise_class_options
 from sgmse_nc.encoders import build_encoder
 from sgmse_nc.errors import OptionError
 from sgmse_nc.encoders.pretrained import inference_encoder_config
@@ -48,10 +49,11 @@ class ScoreModel(pl.LightningModule):
                  spec: dict | None = None, sampler: dict | None = None, lr: float = 1e-4,
                  ema_decay: float = 0.999, cond_drop_prob: float = 0.0, guidance_scale: float = 1.0,
                  loss_type: str = "score_matching", l1_weight: float = 1e-3, init_seed: int | None = None,
-                 ref_seconds: float | None = None):
+                 ref_seconds: float | None = None, noise_class_loss: dict | None = None):
         super().__init__()
         # Plain containers (Hydra passes DictConfigs): checkpoints then load with torch's weights_only=True.
-        backbone, encoder, sde, spec, sampler = (_plain(c) for c in (backbone, encoder, sde, spec, sampler))
+        backbone, encoder, sde, spec, sampler, noise_class_loss = (
+            _plain(c) for c in (backbone, encoder, sde, spec, sampler, noise_class_loss))
         self.save_hyperparameters()
         # Matched runs: the backbone's initial weights come from its own stream, so rows that share a seed
         # start from the same backbone whatever their encoder (conditioning layers are built after the
@@ -73,6 +75,17 @@ class ScoreModel(pl.LightningModule):
                 raise OptionError(f"model.{name}={value}: must be a finite number {what}.")
         if loss_type not in LOSS_TYPES:
             raise OptionError(f"model.loss_type={loss_type!r}: choose one of {sorted(LOSS_TYPES)}.")
+        # NASE's auxiliary noise-class head on the encoder's embedding: built only when its weight is above 0 (a
+        # checkpoint without it loads as before); its own init stream, so the rows' backbones stay matched.
+        nc = noise_class_options(noise_class_loss)
+        self.noise_class_weight, self.noise_head = nc["weight"], None
+        if self.noise_class_weight > 0:
+            if not self.conditional:
+                raise OptionError("model.noise_class_loss.weight > 0 classifies the encoder's embedding, and "
+                                  "encoder=none has none: pick an encoder (e.g. encoder=cnn) or set the weight to 0.")
+            with seeded_stream(init_seed, "noise_head"):
+                self.noise_head = NoiseClassHead(self.encoder.embed_dim or self.encoder.token_dim, nc["classes"],
+                                                 nc["hidden"])
         self.sde = build_sde(**(sde or {}))
         self.sampler_cfg = dict(sampler or {"name": "pc"})   # the settings enhance_spec runs by default
         check_sampler(self.sde, **self.sampler_cfg)           # at build time, not at the first validation
@@ -134,22 +147,64 @@ class ScoreModel(pl.LightningModule):
         """The named generator in training (None, torch's global one, in validation or before seed_streams)."""
         return self._streams.get(name) if self.training else None
 
-    def _loss(self, batch) -> torch.Tensor:
+    def _losses(self, batch) -> dict[str, torch.Tensor]:
+        """`score`: the diffusion loss; with the noise-class head also `noise_class` (its cross-entropy),
+        `labelled` and `correct` (examples with a class target, and those classified right)."""
         x, y = batch["x"], batch["y"]
-        z = drop_condition(self.encode_batch(batch), self.cond_drop_prob if self.training else 0.0,
-                           generator=self._stream("dropout"))
+        z = self.encode_batch(batch)
+        keep = dropout_keep(z, self.cond_drop_prob if self.training else 0.0, generator=self._stream("dropout"))
+        z_net = z if keep is None else select_condition(keep, z, null_condition(z))
         t = self.sde.sample_time(x.shape[0], x.device, generator=self._stream("diffusion"))
         x_t, noise, std = self.sde.perturb(x, y, t, generator=self._stream("diffusion"))
         if self.prediction == "data":
-            return data_prediction_loss(self(x_t, y, t, z), x, self.spec.to_wav, self.l1_weight)
-        return score_matching_loss(self(x_t, y, t, z), noise, std)
+            losses = {"score": data_prediction_loss(self(x_t, y, t, z_net), x, self.spec.to_wav, self.l1_weight)}
+        else:
+            losses = {"score": score_matching_loss(self(x_t, y, t, z_net), noise, std)}
+        if self.noise_head is not None:
+            losses.update(self.noise_head.loss(z, self._class_targets(batch, keep)))
+        return losses
+
+    def _class_targets(self, batch, keep: torch.Tensor | None) -> torch.Tensor:
+        """The head's targets: the batch's class indices, -1 where unknown and where the score network saw the
+        null condition instead of this reference (no honest reference, or dropped by CFG): the head learns only
+        from the embeddings the score network is conditioned on, never to name a class it was not shown."""
+        x = batch["x"]
+        targets = self.noise_head.targets(batch.get("noise_class"), x.shape[0], x.device)
+        shown = torch.ones_like(targets, dtype=torch.bool) if keep is None else keep
+        missing = batch.get("ref_null")
+        if missing is not None:
+            shown = shown & ~missing.to(device=x.device, dtype=torch.bool)
+        return targets.masked_fill(~shown, -1)
+
+    def _total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the optimizer minimises: score loss + weight * noise-class cross-entropy."""
+        if "noise_class" not in losses:
+            return losses["score"]
+        return losses["score"] + self.noise_class_weight * losses["noise_class"]
+
+    def _loss(self, batch) -> torch.Tensor:
+        return self._total(self._losses(batch))
+
+    def _log_noise_class(self, stage: str, losses: dict[str, torch.Tensor]) -> None:
+        """Cross-entropy and accuracy over the epoch's labelled examples (weighted by their count; summed over
+        DDP ranks). NaN for an epoch without a single labelled example."""
+        if "noise_class" not in losses:
+            return
+        count = int(losses["labelled"])
+        accuracy = losses["correct"].float() / max(count, 1)
+        for name, value in (("loss", losses["noise_class"]), ("acc", accuracy)):
+            self.log(f"{stage}_noise_class_{name}", value.detach(), on_step=False, on_epoch=True, sync_dist=True,
+                     batch_size=count, add_dataloader_idx=False)
 
     def training_step(self, batch, batch_idx):
         # A non-finite loss is not raised here: sgmse_nc.train.nonfinite.NonFiniteGuard skips that optimizer step
         # (no weight, no EMA update), counts it and stops the run after K in a row (issue 22).
-        loss = self._loss(batch)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True,
+        losses = self._losses(batch)
+        loss = self._total(losses)
+        # train_loss / valid_loss stay the score loss, comparable across every row; the optimizer gets the total
+        self.log("train_loss", losses["score"], on_step=True, on_epoch=True, prog_bar=True, sync_dist=True,
                  batch_size=batch["x"].shape[0])
+        self._log_noise_class("train", losses)
         return loss
 
     def optimizer_step(self, *args, **kwargs):
@@ -233,8 +288,10 @@ class ScoreModel(pl.LightningModule):
     # ---- validation: loss on crops (loader 0); whole utterances enhanced for metrics (loader 1, test) -------
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         if dataloader_idx == 0:
-            self.log("valid_loss", self._loss(batch), on_epoch=True, sync_dist=True, batch_size=batch["x"].shape[0],
+            losses = self._losses(batch)
+            self.log("valid_loss", losses["score"], on_epoch=True, sync_dist=True, batch_size=batch["x"].shape[0],
                      add_dataloader_idx=False)
+            self._log_noise_class("valid", losses)
             return None
         return self._enhance_for_metrics(batch)
 

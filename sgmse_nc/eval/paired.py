@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from sgmse_nc.data.manifest import NOISE_CLASS_COLUMNS
 from sgmse_nc.eval.comparison import System
 from sgmse_nc.eval.metrics import METRICS, metric_header
 from sgmse_nc.io import write_csv, write_text_atomic
 
 LEVEL = 0.95
 # manifest columns that name the noise a file was mixed with, coarsest first: the first one present clusters
-CLUSTER_COLUMNS = ("category", "noise_category", "noise_class", "noise_type", "noise_file", "recording")
+CLUSTER_COLUMNS = (*NOISE_CLASS_COLUMNS, "noise_file", "recording")
 SEED = "seed"  # a system label: systems equal but for it are one system repeated over seeds
 
 

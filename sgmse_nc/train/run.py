@@ -120,8 +120,39 @@ def build_data(cfg: DictConfig):
     return instantiate(data_cfg, **datasets)
 
 
-def build_model(cfg: DictConfig):
+def noise_classes(cfg: DictConfig, datamodule, ckpt_path: str | None) -> list[str] | None:
+    """The vocabulary of the auxiliary noise-class head (None when model.noise_class_loss.weight is 0): a resumed
+    run's own (its checkpoint's), else the config's list, else the sorted class names data.train can give."""
+    node = cfg.model.get("noise_class_loss") or {}
+    if not float(node.get("weight") or 0.0) > 0:
+        return None
+    given = None if node.get("classes") is None else [str(c) for c in node.classes]
+    if ckpt_path:
+        from sgmse_nc.diffusion.checkpoints import read_our_checkpoint
+
+        stored = (read_our_checkpoint(ckpt_path)["hyper_parameters"].get("noise_class_loss") or {}).get("classes")
+        if stored is not None:
+            if given is not None and given != list(stored):
+                raise OptionError(f"model.noise_class_loss.classes={given}, but {ckpt_path} was trained with "
+                                  f"{list(stored)}: drop the override to resume (the indices must not move).")
+            return list(stored)
+    if given is not None:
+        return given
+    classes = list(getattr(getattr(datamodule, "train_set", None), "noise_classes", None) or [])
+    if not classes:
+        raise OptionError(f"model.noise_class_loss.weight={node.weight} needs noise class labels, and data.train "
+                          f"has none: a manifest column (category, noise_category, noise_class or noise_type, or "
+                          f"data.train.label_column) for paired folders, labelled pools (labels: subfolder or a csv) "
+                          f"for dynamic mixing, or the names in model.noise_class_loss.classes.")
+    rank_zero_info(f"noise-class head: {len(classes)} classes from data.train ({', '.join(classes)})")
+    return classes
+
+
+def build_model(cfg: DictConfig, noise_classes: list[str] | None = None):
+    """The model the config describes; `noise_classes`: the noise-class head's vocabulary (see noise_classes)."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    if noise_classes is not None:
+        model_cfg["noise_class_loss"] = {**(model_cfg.get("noise_class_loss") or {}), "classes": noise_classes}
     model = instantiate(model_cfg, _recursive_=False)
     if cfg.get("init_from_sgmse"):
         model.init_from_sgmse(cfg.init_from_sgmse)
@@ -189,7 +220,8 @@ def _fit(cfg: DictConfig, output_dir: Path) -> dict:
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     datamodule = built_from_config("data", lambda: build_data(cfg))
     scan_datamodule(datamodule)  # every data file's header, before anything is built or trained
-    model = built_from_config("model", lambda: build_model(cfg))
+    classes = noise_classes(cfg, datamodule, ckpt_path)
+    model = built_from_config("model", lambda: build_model(cfg, classes))
     callbacks = [RankSeed(cfg.seed), *built_from_config("callbacks", lambda: _instantiate_dict(cfg.get("callbacks")))]
     check_accelerator(cfg.trainer.get("accelerator", "auto"))
     trainer = built_from_config("trainer", lambda: instantiate(

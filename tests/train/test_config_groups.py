@@ -23,7 +23,7 @@ from sgmse_nc.diffusion.sampling import SAMPLERS
 from sgmse_nc.encoders import build_encoder
 from sgmse_nc.errors import find_user_error
 from sgmse_nc.train.run import _instantiate_dict, build_data, build_model
-from tests.helpers import random_tower_overrides, synthetic_corpora
+from tests.helpers import noise_class_overrides, random_tower_overrides, synthetic_corpora
 
 MACHINE_SPECIFIC = {"local"}  # conf/local/ is git-ignored: each machine's own paths, not ours to test
 
@@ -57,7 +57,8 @@ def _compose(overrides: tuple[str, ...], root: str):
 
 def tiny(root, *overrides):
     """The composed config with the tiny settings, with the pairings that make a model buildable."""
-    overrides = tuple(overrides) + tuple(random_tower_overrides(_compose(tuple(overrides), str(root))))
+    plain = _compose(tuple(overrides), str(root))
+    overrides = tuple(overrides) + tuple(random_tower_overrides(plain)) + tuple(noise_class_overrides(plain))
     cfg = _compose(overrides, str(root))
     extra = []
     if not defined(cfg.sampler.name, cfg.sde.name):
@@ -198,7 +199,7 @@ def check_experiment(root, option):
     """At the row's own size on the meta device (no memory), then tiny for real where it has no tower."""
     full = compose_config([f"paths.root_dir={root}", f"paths.output_dir={root}/run", f"experiment={option}"])
     full = compose_config([f"paths.root_dir={root}", f"paths.output_dir={root}/run", f"experiment={option}",
-                           *random_tower_overrides(full)])
+                           *random_tower_overrides(full), *noise_class_overrides(full)])
     assert full.experiment_name == option and "cond_dim" not in full.backbone  # the model takes it from the encoder
     OmegaConf.to_container(full, resolve=True)
     with torch.device("meta"):

@@ -4,7 +4,7 @@ import torch
 
 from sgmse_nc.config import CONFIG_DIR, compose_config
 from sgmse_nc.train.run import build_model
-from tests.helpers import random_tower_overrides
+from tests.helpers import noise_class_overrides, random_tower_overrides
 
 MATRIX = ["sgmse_baseline", "nc_baseline", "cfg_p0.1", "cfg_p0.2"]
 # Every experiment but the CPU demo is a study row and must run at both scales.
@@ -23,7 +23,7 @@ def test_matrix_rows_exist_and_default_to_poc():
 @pytest.mark.parametrize("scale", ["poc", "paper"])
 @pytest.mark.parametrize("name", SCALED)
 def test_row_at_scale_builds_on_meta(name, scale):
-    cfg = compose(name, f"scale={scale}", *random_tower_overrides(compose(name)))
+    cfg = compose(name, f"scale={scale}", *random_tower_overrides(compose(name)), *noise_class_overrides(compose(name)))
     poc = scale == "poc"
     assert cfg.experiment_name == name
     assert (cfg.trainer.devices, cfg.data.batch_size, cfg.trainer.max_steps) == ((1, 4, 50_000) if poc
