@@ -126,3 +126,35 @@ def test_encoder_none_has_no_embedding_to_classify():
         build_model_from_config(["backbone=ncsnpp_tiny", "encoder=none", "sde=ouve", "sampler=ode"],
                                 noise_class_loss={"weight": 0.5, "classes": CLASSES})
     assert isinstance(find_user_error(refusal.value), OptionError)
+
+
+class LabelledLast(torch.utils.data.Dataset):
+    """Four examples: the first batch of two has no label at all, the second two."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        example = {k: v[0] for k, v in fake_batch(b=1, frames=32, ref_frames=16, seed=i).items()}
+        example["noise_class"] = "" if i < 2 else "car"
+        return example
+
+
+def test_the_logged_epoch_metrics_are_over_the_labelled_examples_only(tmp_path):
+    import pytorch_lightning as pl
+
+    model = tiny_model()
+    loader = torch.utils.data.DataLoader(LabelledLast(), batch_size=2)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=2,
+                         val_check_interval=2, default_root_dir=tmp_path)
+    trainer.fit(model, loader, [loader])
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    for stage in ("train", "valid"):  # a batch without labels weighs nothing: no NaN, no dilution by zeros
+        assert math.isfinite(logged[f"{stage}_noise_class_loss"]) and logged[f"{stage}_noise_class_loss"] > 0.05
+        assert logged[f"{stage}_noise_class_acc"] in (0.0, 0.5, 1.0)
+    # validation's value is the labelled batch's cross-entropy alone (with the EMA weights validation uses)
+    labelled = next(iter(torch.utils.data.DataLoader(torch.utils.data.Subset(LabelledLast(), [2, 3]), batch_size=2)))
+    with torch.no_grad(), model.ema.swapped_in(model):
+        expected = float(model.eval()._losses(labelled)["noise_class"])
+    assert logged["valid_noise_class_loss"] == pytest.approx(expected, rel=1e-4)
