@@ -24,9 +24,11 @@ ENCODERS = {  # name: overrides (random weights for the pre-trained towers: noth
     "sequence (16 tokens) + xattn": ["encoder=sequence", "backbone.xattn_resolutions=[16]"],
     "clap frozen": ["encoder=clap", "encoder.weights=null", "+encoder.random_init=true"],
     "clap fine-tuned": ["encoder=clap", "encoder.weights=null", "+encoder.random_init=true", "encoder.freeze=false"],
+    "clap LoRA (rank 8)": ["encoder=clap", "encoder.weights=null", "+encoder.random_init=true", "encoder.lora.rank=8"],
     "panns frozen": ["encoder=panns", "encoder.weights=null", "+encoder.random_init=true"],
 }
 BYTES_PER_TRAINABLE = 4 + 4 + 8 + 4  # fp32 weight, gradient, Adam moments, EMA copy
+CHECKPOINT_BYTES_PER_TRAINABLE = 8 + 4  # beside the state dict, a checkpoint holds the Adam moments and the EMA copy
 
 
 def build(backbone: str, overrides: list[str], device: str):
@@ -34,12 +36,13 @@ def build(backbone: str, overrides: list[str], device: str):
 
 
 def parameter_counts(module) -> tuple[int, int]:
-    """(trainable, frozen) parameters, a frozen pre-trained tower (hidden from parameters()) included."""
+    """(trainable, frozen) parameters, a frozen pre-trained tower (hidden from parameters()) included; LoRA adapters,
+    which sit in that tower, count once, as trainable."""
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in module.parameters() if not p.requires_grad)
     for m in module.modules():
         if getattr(m, "frozen", False) and hasattr(m, "tower_modules"):
-            frozen += sum(p.numel() for p in m.tower_modules.parameters())
+            frozen += sum(p.numel() for p in m.tower_modules.parameters() if not p.requires_grad)
     return trainable, frozen
 
 
@@ -136,10 +139,18 @@ def cross_attention_cost(args):
     print(f"\ncross-attention parameters: {n_x:,} in {len(xattn_model.dnn.xattn)} blocks")
 
 
+def checkpoint_mb(module) -> float:
+    """What a checkpoint holds of the module: its state dict (trainable and fine-tuned weights, buffers; a frozen
+    tower is not in it), the Adam moments and the EMA copy of its trainable parameters."""
+    state = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    return (state + parameter_counts(module)[0] * CHECKPOINT_BYTES_PER_TRAINABLE) / 2**20
+
+
 def parameter_table(args):
     print(f"\n## Parameters per encoder (backbone {args.backbone})\n")
-    print("| encoder | encoder trainable | encoder frozen | model trainable | training state (MB) |")
-    print("|---|---|---|---|---|")
+    print("| encoder | encoder trainable | encoder frozen | model trainable | training state (MB) | checkpoint (MB) "
+          "| encoder's part of it (MB) |")
+    print("|---|---|---|---|---|---|---|")
     for name, overrides in ENCODERS.items():
         with torch.device("meta"):
             model = build_model_from_config([f"backbone={args.backbone}", *overrides])
@@ -147,8 +158,10 @@ def parameter_table(args):
         trainable, frozen = parameter_counts(model)
         # weights + gradients + Adam + EMA for the trainable part, weights only for the frozen part
         state_mb = (trainable * BYTES_PER_TRAINABLE + frozen * 4) / 2**20
-        print(f"| {name} | {enc_train:,} | {enc_frozen:,} | {trainable:,} | {state_mb:.0f} |")
-    print("\nthe frozen towers are outside parameters(): no gradient, optimizer or EMA state and not in checkpoints;"
+        print(f"| {name} | {enc_train:,} | {enc_frozen:,} | {trainable:,} | {state_mb:.0f} | {checkpoint_mb(model):.0f} "
+              f"| {checkpoint_mb(model.encoder):.1f} |")
+    print("\nthe frozen towers are outside parameters(): no gradient, optimizer or EMA state and not in checkpoints"
+          "\n(LoRA's adapters sit in the frozen tower but are parameters: trained, averaged and checkpointed);"
           "\ntheir cache holds 2 KB per distinct reference (512 float32; + 16 KB with 16 x 256 tokens)")
 
 

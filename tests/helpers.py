@@ -66,6 +66,22 @@ class TinyScoreNet(torch.nn.Module):
         return s
 
 
+# ---- pre-trained towers: weight files in the published layouts, random weights ---------------------------
+
+def clap_checkpoint(path: Path, seed: int = 0) -> tuple[Path, torch.nn.Module, torch.nn.Module]:
+    """A 630k-audioset-best.pt-like file: {"state_dict": {module.audio_branch.*, module.audio_projection.*,
+    text keys}} from laion-clap's HTSAT class and CLAP's projection layout, random weights."""
+    from sgmse_nc.encoders.laion import audio_config, build_tower, clap_projection
+
+    torch.manual_seed(seed)
+    tower, head = build_tower(audio_config("HTSAT-tiny")).eval(), clap_projection(768).eval()
+    state = {**{f"module.audio_branch.{k}": v for k, v in tower.state_dict().items()},
+             **{f"module.audio_projection.{k}": v for k, v in head.state_dict().items()},
+             "module.text_branch.embeddings.weight": torch.zeros(3, 2), "module.logit_scale_a": torch.ones(())}
+    torch.save({"epoch": 45, "state_dict": state}, path)
+    return path, tower, head
+
+
 # ---- experiments whose encoder needs a weight file -------------------------------------------------------
 
 def random_tower_overrides(cfg) -> list[str]:

@@ -343,7 +343,7 @@ class ScoreModel(pl.LightningModule):
         except CheckpointError as err:
             raise CheckpointError(f"{err}. {hint}") from None
         # A pre-trained tower comes from its weight file (frozen; relocatable) or from the checkpoint (fine-tuned).
-        encoder = inference_encoder_config(hparams.get("encoder"), encoder_weights)
+        encoder = inference_encoder_config(hparams.get("encoder"), encoder_weights, path)
         try:  # only weights that do not fit the model their hyper-parameters describe are relabelled
             model = cls.load_from_checkpoint(str(path), map_location=map_location, weights_only=False,
                                              **({} if encoder is None else {"encoder": encoder}))

@@ -15,6 +15,10 @@ freeze: true  the tower has no gradients and is not a registered sub-module: it 
               reference costs one tower forward in the whole run.
 freeze: false the tower is fine-tuned (its weights are then part of every checkpoint). The parameters that
               do not reach the embedding (classifier heads) are frozen, so DDP never sees unused parameters.
+lora.rank > 0 the frozen tower gets peft LoRA adapters on the layers `lora.targets` names (encoders/lora.py): the
+              tower stays as with freeze: true (not a parameter, not stored, sha256-checked, rebuilt from its weight
+              file), the adapters and the projection train and are all a checkpoint holds of the encoder. No cache
+              (the embedding changes as the adapters train).
 
 The tower always runs in eval mode (no SpecAugment, batch-norm statistics kept), whatever Lightning calls, and
 in float32 whatever the trainer's precision: its log-mel front end clamps the power at 1e-10, which is 0 in
@@ -41,7 +45,8 @@ from sgmse_nc.condition import Condition
 from sgmse_nc.encoders.base import Encoder
 from sgmse_nc.encoders.laion import (WeightsError, audio_config, build_tower, check_front_end, clap_projection,
                                      file_sha256, load_strict, read_weights, split_clap_state)
-from sgmse_nc.errors import UserError
+from sgmse_nc.encoders.lora import add_lora, lora_settings
+from sgmse_nc.errors import OptionError, UserError
 
 INPUT_RATE = 16000
 # librosa's `kaiser_best` (resampy) as torchaudio settings: 16 -> 48 / 32 kHz as the towers were fed.
@@ -85,14 +90,20 @@ class PretrainedAudioEncoder(Encoder):
     min_seconds / max_seconds: fill / crop rules at the tower's input.
     cache_size: frozen towers only; the number of cached reference embeddings (0 = no cache).
     tokens / num_tokens / token_dim: also emit frame-level tokens; embed_dim 0 then means tokens only.
+    lora: {rank, alpha, targets}: LoRA adapters on the frozen tower (rank 0 or None: none; encoders/lora.py).
     """
 
     def __init__(self, tower: str, weights: str | None = None, embed_dim: int = 512, hidden_dim: int = 512,
                  freeze: bool = True, joint_projection: bool = True, audio_cfg: dict | None = None,
                  min_seconds: float = 10.0, max_seconds: float = 10.0, cache_size: int = 20000,
-                 random_init: bool = False, tokens: bool = False, num_tokens: int = 16, token_dim: int = 256):
+                 random_init: bool = False, tokens: bool = False, num_tokens: int = 16, token_dim: int = 256,
+                 lora: dict | None = None):
         super().__init__()
         cfg = audio_config(tower, **(audio_cfg or {}))
+        rank, alpha, targets = lora_settings(lora)
+        if rank and not freeze:
+            raise OptionError(f"encoder.lora.rank={rank} with encoder.freeze=false: LoRA adapts the frozen tower; "
+                              f"set encoder.freeze=true (or encoder.lora.rank=0 to fine-tune the whole tower).")
         self.tower_name, self.sample_rate, self.frozen = tower, int(cfg.sample_rate), bool(freeze)
         self.min_samples, self.max_samples = int(min_seconds * cfg.sample_rate), int(max_seconds * cfg.sample_rate)
         self.embed_dim = embed_dim
@@ -121,16 +132,20 @@ class PretrainedAudioEncoder(Encoder):
         for name, p in towers.named_parameters():
             if freeze or name.removeprefix("0.").startswith(HEADS[cfg.model_type]):
                 p.requires_grad_(False)
+        # The adapters are sub-modules of the encoder, the tower they sit in is not (with freeze: true).
+        self.adapters = add_lora(net, rank, alpha, targets) if rank else None
         towers.eval()
         if freeze:
             self._hidden = (towers,)  # a tuple: not a sub-module, so not in parameters() / state_dict()
         else:
             self.towers = towers
+        # Fine-tuned or adapted: the tower's output depends on trained weights (gradients, no cache).
+        self.tower_trains = not freeze or bool(rank)
         out_dim = 512 if joint_projection else cfg.embed_dim
         mlp = lambda d_in, d_out: nn.Sequential(nn.Linear(d_in, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, d_out))
         self.proj = mlp(out_dim, embed_dim) if embed_dim else None
         self.token_proj = mlp(cfg.embed_dim, token_dim) if tokens else None  # frames: the tower's width
-        self.cache_size = cache_size if freeze else 0
+        self.cache_size = 0 if self.tower_trains else cache_size
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     # ---- weights ------------------------------------------------------------------------------------
@@ -159,7 +174,7 @@ class PretrainedAudioEncoder(Encoder):
     def tower_modules(self) -> nn.ModuleList:
         return self._hidden[0] if self.frozen else self.towers
 
-    def _apply(self, fn, recurse=True):  # .to(device) / .float() reach the hidden frozen tower too
+    def _apply(self, fn, recurse=True):  # .to(device) / .float() reach the hidden frozen tower (and adapters) too
         super()._apply(fn, recurse)
         if self.frozen:
             self._hidden[0]._apply(fn, recurse)
@@ -221,7 +236,7 @@ class PretrainedAudioEncoder(Encoder):
                     None if hits[0][1] is None else torch.stack([h[1] for h in hits]))
 
     def forward(self, r: torch.Tensor, r_wav: torch.Tensor):
-        if not self.frozen:
+        if self.tower_trains:
             z, frames = self.tower_embedding(r_wav)
         elif self.cache_size:
             z, frames = self._cached_embedding(r_wav)
@@ -258,14 +273,21 @@ class PANNsEncoder(PretrainedAudioEncoder):
                          min_seconds=defaults[1] if min_seconds is None else min_seconds, **kwargs)
 
 
-def inference_encoder_config(encoder: dict | None, weights=None) -> dict | None:
+def inference_encoder_config(encoder: dict | None, weights=None, checkpoint=None) -> dict | None:
     """The encoder config to rebuild a trained model with, or None to keep the checkpoint's.
 
-    A fine-tuned tower comes back from the checkpoint's state dict (no weight file needed); a frozen one from
-    its weight file, which `weights` may relocate (its sha256 must still match the one the model trained with).
+    A fine-tuned tower comes back from the checkpoint's state dict (no weight file needed); a frozen one (with or
+    without LoRA adapters) from its weight file, which `weights` may relocate (its sha256 must still match the one
+    the model trained with). A weight file that is not there is a WeightsError naming `checkpoint` and the fix.
     """
     if not encoder or encoder.get("name") not in ("clap", "panns"):
         return None
     if not encoder.get("freeze", True):
         return {**encoder, "weights": None, "random_init": True}
+    path = weights or encoder.get("weights")
+    if path and not Path(path).is_file():
+        stored = "its LoRA adapters and projection" if lora_settings(encoder.get("lora"))[0] else "its projection"
+        raise WeightsError(f"{path}: the {encoder['name']} tower weights of {checkpoint or 'this checkpoint'} are not "
+                           f"found (the checkpoint holds {stored}, not the frozen tower). Point at the weight file "
+                           f"it was trained with: sgmse-enhance --encoder-weights FILE (Python: encoder_weights=FILE).")
     return {**encoder, "weights": str(weights)} if weights else None

@@ -1,6 +1,7 @@
 """Real 2-process CPU DDP (gloo, find_unused_parameters=false) for the encoders whose graphs are the riskiest:
-CLAP fine-tuned through its tower (the original study's "unused parameters" failure) and the token encoder
-with cross-attention. Each rank builds its model; a parameter outside the loss's graph fails the run."""
+CLAP fine-tuned through its tower (the original study's "unused parameters" failure), CLAP with LoRA adapters
+on its frozen tower, and the token encoder with cross-attention. Each rank builds its model; a parameter outside
+the loss's graph fails the run."""
 import json
 import os
 import subprocess
@@ -9,8 +10,9 @@ import sys
 import pytest
 import torch
 
+from sgmse_nc.diffusion.model import ScoreModel
 from sgmse_nc.encoders.laion import audio_config, build_tower, clap_projection
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, clap_checkpoint
 
 ROOT = REPO_ROOT
 SCRIPT = ROOT / "tests" / "scripts" / "fit_tiny.py"
@@ -26,8 +28,9 @@ def fit(tmp_path, devices, *overrides):
 
 def check(result):
     assert result["steps"] == 2
-    a, b = result["checksums"]
-    assert a == pytest.approx(b, rel=1e-9, abs=1e-9)  # gradients were averaged: the ranks agree
+    for part in ("checksums", "encoder_checksums"):  # all trainable parameters, the encoder's alone
+        a, b = result[part]
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-9), part  # gradients were averaged: the ranks agree
 
 
 @pytest.mark.slow  # two processes each build HTSAT-tiny (~1 min on 2 busy cores)
@@ -39,6 +42,16 @@ def test_ddp_clap_finetune(tmp_path):
     torch.save({"state_dict": state}, tmp_path / "clap.pt")
     check(fit(tmp_path, 2, "encoder=clap", f"encoder.weights={tmp_path / 'clap.pt'}", "encoder.freeze=false",
               "encoder.embed_dim=16", "model.cond_drop_prob=0.5"))
+
+
+@pytest.mark.slow  # two processes each build HTSAT-tiny with adapters, then one reload (~1-2 min on 2 busy cores)
+def test_ddp_clap_lora_adapters_synced_and_checkpoint_loads(tmp_path):
+    weights, _, _ = clap_checkpoint(tmp_path / "clap.pt")
+    check(fit(tmp_path, 2, "encoder=clap", f"encoder.weights={weights}", "encoder.lora.rank=4", "encoder.embed_dim=16",
+              "encoder.min_seconds=2", "encoder.max_seconds=2", "model.cond_drop_prob=0.5"))
+    model = ScoreModel.load_for_inference(tmp_path / "last.ckpt", use_ema=False)
+    b = [p for n, p in model.encoder.adapters.named_parameters() if ".B." in n]
+    assert len(b) == 24 and all(p.any() for p in b)  # every adapter trained (B starts at zero), and came back
 
 
 @pytest.mark.slow  # ~30 s: two processes

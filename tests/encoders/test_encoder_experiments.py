@@ -2,6 +2,7 @@
 message a missing weight file gives. (test_experiment_matrix builds every row at both scales on meta.)"""
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from sgmse_nc.config import compose_config
 from sgmse_nc.train.run import build_model
@@ -9,6 +10,7 @@ from sgmse_nc.train.run import build_model
 ROWS = {  # name: (encoder, freeze, tokens, cond_drop_prob, xattn_resolutions, data, augmentation)
     "clap_frozen": ("clap", True, False, 0.0, [], "PairedFolderDataset", False),
     "clap_finetune": ("clap", False, False, 0.0, [], "PairedFolderDataset", False),
+    "clap_lora": ("clap", True, False, 0.0, [], "PairedFolderDataset", False),
     "clap_cfg_p0.1": ("clap", True, False, 0.1, [], "PairedFolderDataset", False),
     "clap_cfg_p0.2": ("clap", True, False, 0.2, [], "PairedFolderDataset", False),
     "panns_frozen": ("panns", True, False, 0.0, [], "PairedFolderDataset", False),
@@ -33,6 +35,7 @@ def test_row_sets_what_it_studies(name):
     assert cfg.model.cond_drop_prob == p and list(cfg.backbone.xattn_resolutions) == xattn
     assert cfg.data.train._target_.endswith(data) and (cfg.data.train.get("augment") is not None) == augment
     assert (cfg.backbone.nf, cfg.trainer.max_steps) == (128, 50_000)  # paper backbone, the scale's steps
+    assert OmegaConf.select(cfg, "encoder.lora.rank", default=0) == (8 if name == "clap_lora" else 0)
 
 
 def test_missing_weight_file_names_the_path_and_the_fix():

@@ -4,32 +4,19 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 
 from sgmse_nc.config import build_model_from_config
 from sgmse_nc.encoders import build_encoder
-from sgmse_nc.encoders.laion import WeightsError, audio_config, build_tower, clap_projection
+from sgmse_nc.encoders.laion import WeightsError, audio_config, build_tower
 from sgmse_nc.encoders.pretrained import fill_clip, resample_to
 from sgmse_nc.diffusion.model import ScoreModel
 from tests.scripts.fit_tiny import main as fit_tiny
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, clap_checkpoint
 
 ROOT = REPO_ROOT
-
-
-def clap_checkpoint(path: Path, seed: int = 0) -> tuple[Path, torch.nn.Module, torch.nn.Module]:
-    """A 630k-audioset-best.pt-like file: {"state_dict": {module.audio_branch.*, module.audio_projection.*,
-    text keys}} from laion-clap's HTSAT class and CLAP's projection layout, random weights."""
-    torch.manual_seed(seed)
-    tower, head = build_tower(audio_config("HTSAT-tiny")).eval(), clap_projection(768).eval()
-    state = {**{f"module.audio_branch.{k}": v for k, v in tower.state_dict().items()},
-             **{f"module.audio_projection.{k}": v for k, v in head.state_dict().items()},
-             "module.text_branch.embeddings.weight": torch.zeros(3, 2), "module.logit_scale_a": torch.ones(())}
-    torch.save({"epoch": 45, "state_dict": state}, path)
-    return path, tower, head
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@
 
 DDP runs Lightning's own launcher (this script is re-executed per rank) with gloo on CPU and
 find_unused_parameters=false, as conf/trainer/ddp.yaml does: a parameter left out of the graph fails the run.
-Rank 0 writes OUT_DIR/result.json (steps done and, per rank, a checksum of the trainable parameters: equal on
-every rank after DDP's gradient averaging) and OUT_DIR/last.ckpt. `main` also serves in-process tests.
+Rank 0 writes OUT_DIR/result.json (steps done and, per rank, a checksum of the trainable parameters and one of the
+encoder's: equal on every rank after DDP's gradient averaging) and OUT_DIR/last.ckpt. `main` also serves in-process tests.
 """
 import json
 import sys
@@ -43,15 +43,20 @@ def main(out_dir: str, devices: str, *overrides: str):
                          else "auto")
     trainer.fit(model, DataLoader(RandomExamples(), batch_size=2))
     trainer.save_checkpoint(Path(out_dir, "last.ckpt"))
-    checksum = torch.tensor([sum(float(p.detach().double().sum()) for p in model.parameters() if p.requires_grad)])
+    # [all trainable parameters, the encoder's]: the second alone shows that the encoder's (e.g. LoRA adapters)
+    # were synced too, whatever the much larger score network's sum does
+    trainable = [(n, p.detach().double()) for n, p in model.named_parameters() if p.requires_grad]
+    checksum = torch.tensor([sum(float(p.sum()) for _, p in trainable),
+                             sum(float(p.sum()) for n, p in trainable if n.startswith("encoder."))], dtype=torch.float64)
     if ddp:
-        gathered = [torch.zeros(1, dtype=torch.float64) for _ in range(trainer.world_size)]
-        torch.distributed.all_gather(gathered, checksum.double())
+        gathered = [torch.zeros(2, dtype=torch.float64) for _ in range(trainer.world_size)]
+        torch.distributed.all_gather(gathered, checksum)
     else:
-        gathered = [checksum.double()]
+        gathered = [checksum]
     if trainer.global_rank == 0:
         Path(out_dir, "result.json").write_text(json.dumps({"steps": trainer.global_step,
-                                                            "checksums": [float(c) for c in gathered]}))
+                                                            "checksums": [float(c[0]) for c in gathered],
+                                                            "encoder_checksums": [float(c[1]) for c in gathered]}))
     return model
 
 
