@@ -39,7 +39,8 @@ def lora_settings(lora: dict | None) -> tuple[int, float, list[str]]:
 def add_lora(tower: nn.Module, rank: int, alpha: float, targets: list[str]) -> nn.ModuleDict:
     """Put LoRA adapters on the tower's layers named by `targets` (a layer's name or the end of it, after a dot)
     and return them: {layer path with '/' for '.': {"A": ..., "B": ...}}. The tower's own weights are frozen."""
-    from peft import LoraConfig, inject_adapter_in_model  # on use: peft imports transformers (seconds)
+    # imported on use: peft imports transformers (seconds), which configs without LoRA never need
+    from peft import LoraConfig, inject_adapter_in_model
     from peft.tuners.lora import LoraLayer
 
     for p in tower.parameters():

@@ -95,7 +95,7 @@ def test_checkpoint_holds_adapters_and_projection_and_enhances_as_the_trained_mo
     weights.write_bytes(clap_ckpt[0].read_bytes())
     trained = fit_tiny(str(tmp_path), "1", "encoder=clap", f"encoder.weights={weights}", "encoder.embed_dim=16",
                        f"encoder.lora.rank={LORA['rank']}", f"encoder.min_seconds={SECONDS}",
-                       f"encoder.max_seconds={SECONDS}")
+                       f"encoder.max_seconds={SECONDS}", "model.lr=0.01")  # steps the adapters' effect shows in
     ckpt_path = tmp_path / "last.ckpt"
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     encoder_keys = {k.removeprefix("encoder.") for k in ckpt["state_dict"] if k.startswith("encoder.")}
@@ -117,6 +117,11 @@ def test_checkpoint_holds_adapters_and_projection_and_enhances_as_the_trained_mo
     noisy, reference = refs(1, 1.0, seed=2)[0], refs(1, 0.5, seed=3)[0]
     outputs = [Enhancer(model).enhance(noisy, 16000, reference=reference, seed=0) for model in (trained, loaded)]
     assert torch.equal(*outputs) and outputs[0].abs().sum() > 0
+    with torch.no_grad():  # the output depends on the adapters, so the equality above tests them
+        for name, p in loaded.encoder.adapters.named_parameters():
+            if ".B." in name:
+                p.zero_()
+    assert not torch.equal(Enhancer(loaded).enhance(noisy, 16000, reference=reference, seed=0), outputs[0])
 
 
 def test_lora_settings_are_checked_with_the_option_named():
