@@ -5,6 +5,10 @@ from `snr_range`, and mixes them with `mix_at_snr`: the SNR is measured over the
 active part of the noise (frame energy, so the silent gaps of ESC-50-like clips do not count), and the
 example is scaled down as a whole when a peak would exceed 0.99 (no clipping, SNR unchanged).
 
+Speech files below the spectrogram's rate are refused at construction (upsampled, speech has nothing above its
+own Nyquist frequency, and a full-band model would learn that clean speech is band-limited), with the prepare
+command that makes a copy at the rate; files above it are resampled down when read, as the noise pools are.
+
 The reference is another stretch of the same noise recording (`reference: same_recording`, disjoint from
 the mixed stretch when the recording is long enough) or a stretch of another clip of the same class
 (`same_class`), scaled by the same SNR gain as the noise. It is never the mixed stretch, and the reference policy
@@ -42,6 +46,7 @@ from sgmse_nc.data.noise_pool import AudioPool
 from sgmse_nc.data.noise_source import PoolSource
 from sgmse_nc.data.references import STRETCHES
 from sgmse_nc.data.sampling import example_draws, same_draws
+from sgmse_nc.data.scan import prepare_fix
 from sgmse_nc.spec import Spectrogram, dataset_rate
 
 def build_pools(noise_dirs, sample_rate: int = SAMPLE_RATE) -> tuple[list[AudioPool], list[float]]:
@@ -90,6 +95,12 @@ class MixingDataset(Dataset):
         except AudioError as err:
             raise DataConfigError("speech_dir", f"{err} (training and validation each need a clean-speech folder; "
                                                 f"validation's holds other speakers than training's)") from err
+        low = [f for f in self.speech.files if f.file_rate < sample_rate]
+        if low:
+            raise DataConfigError("speech_dir", f"{low[0].path}: sample rate {low[0].file_rate} Hz ({len(low)} of "
+                                                f"{len(self.speech)} speech file(s)), {sample_rate} Hz is needed "
+                                                f"(spec.sample_rate). "
+                                                + prepare_fix(sample_rate, "speech_dir at its train/clean") + ".")
         try:
             pools, weights = build_pools(noise_dirs, sample_rate)
         except AudioError as err:

@@ -23,10 +23,11 @@ CACHE_FILE = ".sgmse_nc_scan.json"
 CACHE_VERSION = 1
 
 
-def prepare_fix(rate: int) -> str:
+def prepare_fix(rate: int, target: str = "the data config's root") -> str:
+    """How to get a corpus at `rate`: the prepare command that makes the copy, and where to point the config."""
     return (f"Make a {rate} Hz copy with `python -m sgmse_nc.data.prepare vbdmd --src <the official download> "
-            f"--dst <new folder> --sample-rate {rate}` (it resamples and checks every file) and point the data "
-            f"config's root at it, or choose the spec (spec=16k/24k/48k) of the files' rate")
+            f"--dst <new folder> --sample-rate {rate}` (it resamples and checks every file) and point {target} "
+            f"at it, or choose the spec (spec=16k/24k/48k) of the files' rate")
 
 
 def scan_datamodule(datamodule) -> None:

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sgmse_nc.audio import AudioError, rms, write_audio
-from sgmse_nc.data.errors import HonestyError
+from sgmse_nc.data.errors import DataConfigError, HonestyError
 from sgmse_nc.data.levels import mix_at_snr
 from sgmse_nc.data.mixing import MixingDataset
 from sgmse_nc.data.activity import active_mask, active_span
@@ -347,14 +347,27 @@ def test_readme_dynamic_mixing_example_names_every_key_it_needs(tmp_path):
     without_valid = [a for a in args if not a.startswith("data.valid.speech_dir")]
     with pytest.raises(UserError, match=r"^data\.valid\.speech_dir: .*valid/clean: folder not found"):
         build_data(compose_config([*without_valid, *paths]))
-def test_mixing_at_48k_follows_the_spectrogram_rate(corpus):
-    """spec=48k: 16 kHz speech and 48 kHz noise are both read at 48 kHz, crops and references sized for it."""
-    spec = Spectrogram.for_rate(48000)
-    dataset = MixingDataset(corpus / "speech", [corpus / "noise"], spec=spec, num_frames=FRAMES, ref_seconds=0.25,
-                            length=2, seed=0)
-    assert dataset.sample_rate == 48000 and dataset.ref_len == 12000
+    # the same 16 kHz speech under spec=24k: refused at setup, naming the key and the prepare command
+    with pytest.raises(UserError, match=r"^data\.train\.speech_dir: .*16000 Hz .*24000 Hz is needed.*prepare vbdmd"
+                                        r".*--sample-rate 24000`"):
+        build_data(compose_config([*args, *paths, "spec=24k"]))
+@pytest.mark.parametrize("rate", [48000, 24000])
+def test_mixing_follows_the_spectrogram_rate(tmp_path, corpus, rate):
+    """spec=48k/24k: speech at that rate and 48 kHz noise are both read at it, crops and references sized for it;
+    16 kHz speech is refused at construction with the prepare command that makes a copy at the rate."""
+    spec = Spectrogram.for_rate(rate)
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        write_audio(tmp_path / "speech" / f"spk{k}" / "utt.wav", speech_like(2 * rate, rng, sr=rate), rate)
+    dataset = MixingDataset(tmp_path / "speech", [corpus / "noise"], spec=spec, num_frames=FRAMES,
+                            ref_seconds=0.25, length=2, seed=0)
+    assert dataset.sample_rate == rate and dataset.ref_len == rate // 4
     example = dataset[0]
     assert example["x"].shape == example["y"].shape == (1, spec.num_bins, FRAMES)
-    assert example["r_wav"].shape[-1] == 12000
+    assert example["r_wav"].shape[-1] == rate // 4
     with pytest.raises(ValueError, match="spec.sample_rate"):
-        MixingDataset(corpus / "speech", [corpus / "noise"], spec=spec, sample_rate=16000)
+        MixingDataset(tmp_path / "speech", [corpus / "noise"], spec=spec, sample_rate=16000)
+    with pytest.raises(DataConfigError, match=rf"utt.wav: sample rate 16000 Hz \(3 of 3 speech file\(s\)\), "
+                                              rf"{rate} Hz is needed.*prepare vbdmd .*--sample-rate {rate}`") as err:
+        MixingDataset(corpus / "speech", [corpus / "noise"], spec=spec, num_frames=FRAMES)
+    assert err.value.key == "speech_dir"

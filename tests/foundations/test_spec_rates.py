@@ -32,18 +32,19 @@ def test_settings_without_a_rate_are_16k():
     assert Spectrogram.from_config(old).sample_rate == 16000
 
 
-def test_a_dataset_follows_its_spectrogram_rate(tmp_path):
+@pytest.mark.parametrize("rate", [48000, 24000])
+def test_a_dataset_follows_its_spectrogram_rate(tmp_path, rate):
     from sgmse_nc.data.paired import PairedFolderDataset
     from sgmse_nc.data.scan import scan_paired
 
     for kind in ("clean", "noisy"):
         (tmp_path / "train" / kind).mkdir(parents=True)
         sf.write(tmp_path / "train" / kind / "a.wav", 0.1 * torch.randn(16000).numpy(), 16000)
-    spec = Spectrogram.for_rate(48000)
+    spec = Spectrogram.for_rate(rate)
     dataset = PairedFolderDataset(tmp_path, "train", spec=spec, reference="none")
-    assert dataset.sample_rate == 48000
+    assert dataset.sample_rate == rate
     problems, _ = scan_paired(dataset)
     text = " ".join(map(str, problems))
-    assert "16000 Hz, 48000 Hz is needed" in text and "prepare vbdmd" in text and "--sample-rate 48000" in text
+    assert f"16000 Hz, {rate} Hz is needed" in text and "prepare vbdmd" in text and f"--sample-rate {rate}`" in text
     with pytest.raises(ValueError, match="spec.sample_rate"):
         dataset_rate(spec, 16000)
