@@ -4,18 +4,18 @@
     nice -n 10 python bench/published_vs_reference.py [--ref /tmp/sgmse_ref] [--seconds 1]
 
 For each layout (ncsnpp, ncsnpp_v2 = the Schrödinger bridge, ncsnpp_48k) the reference writes a random-weight
-checkpoint as its ScoreModel would (tests/diffusion/test_sgmse_published.py builds it); prints the rate we read
+checkpoint as its ScoreModel would (bench/sgmse_reference.py, which the tests share); prints the rate we read
 and the largest difference of the network output (score or data prediction) relative to its peak, then the
 Schrödinger-bridge enhancement of a noisy tone against the reference's enhancement.py steps (SB ODE, N = 5).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,12 +27,12 @@ def main() -> None:
     parser.add_argument("--ref", default="/tmp/sgmse_ref", help="an export of sp-uhh/sgmse")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of the enhanced test signal")
     args = parser.parse_args()
-    os.environ["SGMSE_REF"] = args.ref
-    from tests import conftest
-    from tests.diffusion import test_sgmse_published as published
-
+    from bench import sgmse_reference as published
+    from sgmse_nc.data.synthetic import speech_like
     from sgmse_nc.diffusion.model import ScoreModel
     from sgmse_nc.enhance.core import enhance
+
+    published.REFERENCE = Path(args.ref)
 
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp())
@@ -49,7 +49,8 @@ def main() -> None:
     path, reference, hp = published.write_reference_checkpoint(tmp / "sb.ckpt", "ncsnpp_v2")
     model = ScoreModel.from_sgmse(path)
     n = int(args.seconds * 16000)
-    noisy = conftest.speech_like(args.seconds) + 0.02 * torch.randn(n, generator=torch.Generator().manual_seed(0))
+    speech = torch.from_numpy(speech_like(n, np.random.default_rng(0))).float()
+    noisy = speech + 0.02 * torch.randn(n, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = published.reference_sb_enhancement(path, reference, hp, noisy)
     (got,) = enhance(model, [noisy], chunk_seconds=0)

@@ -99,23 +99,17 @@ def noise_class_overrides(cfg) -> list[str]:
 
 # ---- the reference implementation (sp-uhh/sgmse), exported outside the repository, never committed -------
 
-SGMSE_REFERENCE = Path(__import__("os").environ.get("SGMSE_REF", "/tmp/sgmse_ref"))
-
-
 def sgmse_reference_backbones():
-    """sp-uhh/sgmse's `sgmse.backbones` from an export at $SGMSE_REF (default /tmp/sgmse_ref); the test is
-    skipped, saying how to get it, when the export is absent:
+    """sp-uhh/sgmse's `sgmse.backbones` from its export (bench/sgmse_reference.py: $SGMSE_REF, default
+    /tmp/sgmse_ref); the test is skipped, saying how to get it, when the export is absent:
         git -C <sgmse mirror> archive HEAD | tar -x -C /tmp/sgmse_ref"""
-    import sys
-
     import pytest
 
-    if not (SGMSE_REFERENCE / "sgmse" / "backbones" / "ncsnpp_48k.py").is_file():
-        pytest.skip(f"the reference sp-uhh/sgmse is not at {SGMSE_REFERENCE} (export it there, or set SGMSE_REF)")
-    if str(SGMSE_REFERENCE) not in sys.path:
-        sys.path.insert(0, str(SGMSE_REFERENCE))
-    import sgmse.backbones as backbones
-    return backbones
+    from bench.sgmse_reference import REFERENCE, available, import_reference
+
+    if not available():
+        pytest.skip(f"the reference sp-uhh/sgmse is not at {REFERENCE} (export it there, or set SGMSE_REF)")
+    return import_reference()
 
 
 # ---- the enhance command in this process -----------------------------------------------------------------

@@ -104,6 +104,25 @@ def test_no_import_cycles():
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
+def bench_imports_of_tests(bench: Path) -> list[str]:
+    """Imports of the tests package in bench/ scripts (`file:line`)."""
+    found = []
+    for path in sorted(bench.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.name}:{node.lineno}" for n in names if n == "tests" or n.startswith("tests.")]
+    return found
+
+
+def test_bench_scripts_do_not_import_the_tests(tmp_path):
+    """Benches run without the test suite: code both need lives in sgmse_nc/ or bench/ (e.g. bench/sgmse_reference.py)."""
+    found = bench_imports_of_tests(REPO_ROOT / "bench")
+    assert not found, f"bench scripts importing tests/: {found}"
+    (tmp_path / "planted.py").write_text("def main():\n    from tests.diffusion import test_x\n")
+    assert bench_imports_of_tests(tmp_path) == ["planted.py:2"]
+
+
 @pytest.mark.parametrize("planted", ["upward", "private", "cycle"])
 def test_the_checks_can_fail(tmp_path, monkeypatch, planted):
     """Plant each kind of bad import in a copy of a tiny tree: its check fails."""
