@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sgmse_nc.train.checkpoint_io import NonFiniteCheckpoint, SafeCheckpointIO
-from sgmse_nc.train.nonfinite import all_finite, nonfinite_tensors
+from sgmse_nc.train.nonfinite import all_finite, grads_finite, nonfinite_tensors
 from tests.helpers import REPO_ROOT
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
@@ -83,6 +83,20 @@ def test_finite_check_is_exact():
     assert not bool(all_finite([big, torch.tensor([0.0, float("nan")])]))
     assert not bool(all_finite([torch.tensor([float("-inf")], dtype=torch.bfloat16)]))
     assert bool(all_finite([None]))
+
+
+def test_the_per_step_gradient_check_sees_every_nan_and_inf():
+    """The guard's cheap per-step check (a float32 2-norm per gradient): NaN/Inf in any gradient, of any float
+    dtype, shows; large float16/bfloat16 gradients do not overflow it; missing gradients are left out."""
+    finite = [torch.randn(50, 3), torch.randn(7)]
+    assert bool(grads_finite(finite + [None]))
+    assert bool(grads_finite([torch.full((10000,), 6e4, dtype=torch.float16)]))  # float16 2-norm: 6e6 > 65504
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            grad = torch.zeros(1000, dtype=dtype)
+            grad[517] = bad
+            assert not bool(grads_finite(finite + [grad])), (bad, dtype)
+    assert bool(grads_finite([None])) and bool(grads_finite([]))
 
 
 @pytest.mark.slow
