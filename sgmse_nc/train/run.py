@@ -211,7 +211,22 @@ def train(cfg: DictConfig) -> dict:
     # one writer per run folder (a rerun or a sweep job with the same overrides is refused); DDP ranks > 0 run
     # inside rank 0's lock
     with folder_lock(output_dir, "training") if rank_zero_only.rank == 0 else nullcontext():
+        if rank_zero_only.rank == 0:
+            write_hydra_record(cfg, output_dir)
         return _fit(cfg, output_dir)
+
+
+def write_hydra_record(cfg: DictConfig, output_dir: Path) -> None:
+    """<run folder>/.hydra/{config,hydra,overrides}.yaml, as Hydra writes them, but under the run folder's lock
+    (conf/hydra/default.yaml turns Hydra's own early write off: it came before the lock)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.instance().cfg
+    record = {"config.yaml": cfg, "hydra.yaml": hydra_cfg, "overrides.yaml": hydra_cfg.hydra.overrides.task}
+    for name, node in record.items():
+        write_text_atomic(output_dir / ".hydra" / name, OmegaConf.to_yaml(node))
 
 
 def _fit(cfg: DictConfig, output_dir: Path) -> dict:

@@ -69,13 +69,21 @@ def test_second_enhancement_on_one_out_folder_is_refused_then_takes_a_dead_holde
 
 
 def test_second_training_on_one_run_folder_is_refused(tmp_path):
+    """Refused before it writes anything, Hydra's record of the first run (.hydra/) and its log included."""
     run_dir = tmp_path / "run"
     holder = hold(run_dir, "training")
+    first = {run_dir / ".hydra" / name: f"the first run's {name}\n" for name in
+             ("config.yaml", "hydra.yaml", "overrides.yaml")}
+    first[run_dir / "train.log"] = "the first run's log\n"
+    for path, text in first.items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
     try:
         line = one_error_line(run("train.py", "experiment=demo", f"paths.root_dir={tmp_path}",
-                                  f"paths.data_dir={tmp_path}/data", f"hydra.run.dir={run_dir}"))
+                                  f"paths.data_dir={tmp_path}/data", f"hydra.run.dir={run_dir}", "seed=7"))
         assert f"{run_dir} is in use by training (pid {holder.pid}" in line
         assert not (run_dir / "checkpoints").exists() and not (tmp_path / "data").exists()  # refused at start
+        assert {path: path.read_text() for path in first} == first
     finally:
         stop(holder)
 

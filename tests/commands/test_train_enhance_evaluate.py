@@ -29,6 +29,10 @@ def test_train_resume_enhance_evaluate(tmp_path):
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     assert ckpt.is_file() and (run_dir / "config.yaml").is_file()
     assert torch.load(ckpt, weights_only=False)["global_step"] == 2
+    # Hydra's record of the run, written by the task under the run folder's lock (sgmse_nc.train.run)
+    assert "trainer.max_steps=2" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert "experiment_name: demo" in (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "run:" in (run_dir / ".hydra" / "hydra.yaml").read_text()
     metrics = (run_dir / "csv").rglob("metrics.csv")
     assert any("valid_si_sdr" in m.read_text() for m in metrics)
 
