@@ -57,12 +57,14 @@ class Number:
 
     def describe(self) -> str:
         what = "an integer" if self.kind is int else "a number"
+        show = (lambda v: str(int(v))) if self.kind is int else (lambda v: f"{v:g}")
         if self.low is not None and self.high is not None:
-            what += f" from {self.low:g} to {self.high:g}"
+            what += f" {'above' if self.low_open else 'from'} {show(self.low)} {'up ' if self.low_open else ''}to " \
+                    f"{show(self.high)}"
         elif self.low is not None:
-            what += f" {'above' if self.low_open else 'at least'} {self.low:g}"
+            what += f" {'above' if self.low_open else 'at least'} {show(self.low)}"
         elif self.high is not None:
-            what += f" at most {self.high:g}"
+            what += f" at most {show(self.high)}"
         return " or ".join([what, *self.words])
 
     def __call__(self, text: str):
@@ -93,3 +95,17 @@ class Number:
         if value in self.words or (ok and value == value and abs(value) != float("inf") and self.allows(value)):
             return
         raise OptionError(f"{option}={value}: must be {self.describe()}.")
+
+
+# Ranges several commands share. Every number option has both bounds (tests/commands/test_option_values.py walks
+# them with 0, negative, huge, NaN and non-numbers): a huge value is refused in one line at start instead of a
+# run that overflows, exhausts memory or never ends.
+SEED = Number(int, low=0, high=2**32 - 1)              # what numpy's and torch's generators take everywhere
+AUDIO_RATE = Number(int, low=8000, high=384000)         # sample rates, Hz
+SNR_DB = Number(float, low=-50, high=100)               # mixing SNRs, dB
+WORKERS = Number(int, low=1, high=256)                  # worker processes
+THREADS = Number(int, low=1, high=1024, words=("auto",))
+STEPS = Number(int, low=1, high=10000)                  # sampler steps
+GUIDANCE = Number(float, low=0, high=100)               # classifier-free guidance scale w
+BATCH = Number(int, low=1, high=4096)
+COUNT = Number(int, low=1, high=10**7)                  # items to build

@@ -29,6 +29,10 @@ class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be used; the message names the file and the fix."""
 
 
+class MissingCheckpoint(CheckpointError, FileNotFoundError):
+    """No checkpoint at the path given (also a FileNotFoundError, for callers that look for that)."""
+
+
 # ---------------------------------------------------------------- restricted unpickling
 
 class UnknownObject(dict):
@@ -115,11 +119,11 @@ def read_checkpoint_file(path) -> dict:
 def read_our_checkpoint(path) -> dict:
     """A checkpoint train.py wrote, read without building the model (weights only, memory-mapped).
 
-    FileNotFoundError for a missing file, CheckpointError naming the file for anything that is not ours
+    MissingCheckpoint (a FileNotFoundError) for a missing file, CheckpointError naming the file for anything that is not ours
     (random bytes, a truncated copy, another framework's file); callers add how to fix it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
+        raise MissingCheckpoint(f"{path}: file not found")
     try:  # ours hold only tensors and plain containers; mmap: nothing is read into memory twice
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # zipfile, unpickling and EOF errors all mean "not a file of ours"

@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sgmse_nc.diffusion.checkpoints import CheckpointError, read_our_checkpoint
+from sgmse_nc.diffusion.checkpoints import CheckpointError, MissingCheckpoint, read_our_checkpoint
 from sgmse_nc.condition import (Condition, as_condition, dropout_keep, null_condition, select_condition,
                                 zero_condition)
 from sgmse_nc.diffusion.ema import ParameterEMA
@@ -38,9 +38,9 @@ def backbone_for(backbone: dict, spec: Spectrogram) -> dict:
     if size is None:
         return {**backbone, "image_size": spec.num_bins}
     if size != spec.num_bins:
-        raise ValueError(f"backbone.image_size={size} but the spectrogram (n_fft {spec.n_fft}) has {spec.num_bins} "
-                         f"frequency bins; drop backbone.image_size (it follows spec.n_fft) or set it to "
-                         f"{spec.num_bins}")
+        raise OptionError(f"backbone.image_size={size} but the spectrogram (n_fft {spec.n_fft}) has {spec.num_bins} "
+                          f"frequency bins; drop backbone.image_size (it follows spec.n_fft) or set it to "
+                          f"{spec.num_bins}")
     return backbone
 
 
@@ -337,8 +337,8 @@ class ScoreModel(pl.LightningModule):
         hint = "For an SGMSE+ checkpoint use sgmse_nc.diffusion.checkpoints.load_sgmse_checkpoint."
         try:
             hparams = read_our_checkpoint(path)["hyper_parameters"]
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"{err}. Point --ckpt at a .ckpt written by train.py (e.g. "
+        except MissingCheckpoint as err:
+            raise MissingCheckpoint(f"{err}. Point --ckpt at a .ckpt written by train.py (e.g. "
                                     f"outputs/<run>/checkpoints/last.ckpt).") from None
         except CheckpointError as err:
             raise CheckpointError(f"{err}. {hint}") from None
@@ -351,7 +351,7 @@ class ScoreModel(pl.LightningModule):
             if not str(err).startswith("Error(s) in loading state_dict"):
                 raise
             first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-            raise ValueError(f"{path}: not a sgmse_nc checkpoint (its weights do not fit the model its "
+            raise CheckpointError(f"{path}: not a sgmse_nc checkpoint (its weights do not fit the model its "
                              f"hyper-parameters describe: {first}). {hint}") from None
         if use_ema:
             model.ema.copy_to(model)

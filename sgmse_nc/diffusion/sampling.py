@@ -60,7 +60,7 @@ def get_timesteps(N: int, t_max: float = 1.0, t_min: float = 0.03, rho: float = 
     if N < 1:
         raise OptionError(f"the number of sampler steps N must be at least 1, got {N}")
     if not 0 < t_min <= t_max:
-        raise ValueError(f"the schedule needs 0 < t_min <= t_max, got t_min={t_min}, t_max={t_max}")
+        raise OptionError(f"the schedule needs 0 < t_min <= t_max, got t_min={t_min}, t_max={t_max}")
     ramp = torch.linspace(0, 1, N, dtype=torch.float64)
     ts = (t_max ** (1 / rho) + ramp * (t_min ** (1 / rho) - t_max ** (1 / rho))) ** rho
     return torch.cat([ts, ts.new_zeros(1)]).to(device=device, dtype=torch.float32)
@@ -293,9 +293,9 @@ SB_ODE_T_MIN = 1e-4  # sp-uhh/sgmse's get_sb_sampler(eps=1e-4): its enhancement 
 def sb_ode_timesteps(N: int, sde: GaussianSDE, rho: float = 1.0, device=None) -> torch.Tensor:
     """SGMSE+'s SB grid: N + 1 times evenly from T down to 1e-4 (rho is not defined for it)."""
     if rho != 1.0:
-        raise ValueError("sampler 'sb_ode' runs SGMSE+'s linear grid; rho must be 1")
+        raise OptionError("sampler 'sb_ode' runs SGMSE+'s linear grid; rho must be 1")
     if N < 1:
-        raise ValueError(f"the number of sampler steps N must be at least 1, got {N}")
+        raise OptionError(f"the number of sampler steps N must be at least 1, got {N}")
     return torch.linspace(sde.T, SB_ODE_T_MIN, N + 1, device=device)
 
 

@@ -14,8 +14,8 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from sgmse_nc.cli import ArgumentParser, Number, run_main
-from sgmse_nc.enhance.core import CHANNEL_MODES, DEFAULT_CHUNK_SECONDS, MIN_CHUNK_SECONDS
+from sgmse_nc.cli import BATCH, GUIDANCE, SEED, STEPS, THREADS, ArgumentParser, Number, run_main
+from sgmse_nc.enhance.core import CHANNEL_MODES, DEFAULT_CHUNK_SECONDS, MIN_CHUNK_SECONDS, MIN_REF_SECONDS
 from sgmse_nc.diffusion.sampling import SAMPLERS
 
 if TYPE_CHECKING:
@@ -36,25 +36,25 @@ def build_parser():
     p.add_argument("--ref-strategy", choices=["noise_ref_dir", "from_noisy_pauses", "none"], default=None,
                    help="where references come from: noise_ref_dir (--ref-dir; the default when it is given), "
                         "from_noisy_pauses (the pauses of each noisy file, found by a VAD), none (unconditional)")
-    p.add_argument("--ref-seconds", type=Number(float, low=0, low_open=True), default=None,
+    p.add_argument("--ref-seconds", type=Number(float, low=MIN_REF_SECONDS, high=600), default=None,
                    help="seconds of each reference encoded: the centre stretch of each --ref-dir file (looped when "
                         "shorter), or the pauses taken (from_noisy_pauses); default: the checkpoint's ref_seconds, "
                         "the length training encoded (a checkpoint without it: whole files, 1 s of pauses)")
-    p.add_argument("--guidance", type=Number(float, low=0), default=None, help="guidance scale w (default: the model's)")
+    p.add_argument("--guidance", type=GUIDANCE, default=None, help="guidance scale w (default: the model's)")
     p.add_argument("--sampler", choices=sorted(SAMPLERS), default=None,
                    help="default: the checkpoint's (conf/sampler/ at training); another sampler starts from its "
                         "own defaults")
-    p.add_argument("--N", type=Number(int, low=1), default=None,
-                   help="sampler steps, at least 1 (default: the checkpoint's, e.g. 30 for pc)")
-    p.add_argument("--snr", type=Number(float, low=0, low_open=True), default=None,
-                   help="pc corrector snr, above 0 (default: the checkpoint's, e.g. 0.5)")
-    p.add_argument("--corrector-steps", type=Number(int, low=0), default=None, help="pc corrector steps (default: the checkpoint's)")
-    p.add_argument("--order", type=Number(int), default=None, choices=[1, 2], help="dpm solver order (default: the "
+    p.add_argument("--N", type=STEPS, default=None,
+                   help="sampler steps (default: the checkpoint's, e.g. 30 for pc)")
+    p.add_argument("--snr", type=Number(float, low=0, low_open=True, high=10), default=None,
+                   help="pc corrector snr (default: the checkpoint's, e.g. 0.5)")
+    p.add_argument("--corrector-steps", type=Number(int, low=0, high=100), default=None, help="pc corrector steps (default: the checkpoint's)")
+    p.add_argument("--order", type=Number(int, low=1, high=2), default=None, choices=[1, 2], help="dpm solver order (default: the "
                                                                            "checkpoint's, else 2)")
-    p.add_argument("--batch-size", type=Number(int, low=1), default=None,
-                   help="chunks enhanced together, at least 1 (default: 1 on a CPU, where batching is slower; 4 on "
+    p.add_argument("--batch-size", type=BATCH, default=None,
+                   help="chunks enhanced together (default: 1 on a CPU, where batching is slower; 4 on "
                         "a GPU)")
-    p.add_argument("--chunk-seconds", type=Number(float, low=0), default=DEFAULT_CHUNK_SECONDS,
+    p.add_argument("--chunk-seconds", type=Number(float, low=0, high=3600), default=DEFAULT_CHUNK_SECONDS,
                    help=f"files longer than this are enhanced in overlapping chunks, so memory stays flat in the "
                         f"file length (default {DEFAULT_CHUNK_SECONDS:g}; at least {MIN_CHUNK_SECONDS:g}; "
                         f"0: whole files, memory grows with length)")
@@ -65,13 +65,13 @@ def build_parser():
                    help="skip inputs that fail the check, enhance the rest, end with a summary and status 1")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:<index> or mps (default: cuda when available, else "
                                                    "cpu)")
-    p.add_argument("--threads", type=Number(int, low=1, words=("auto",)), default=1,
+    p.add_argument("--threads", type=THREADS, default=1,
                    help="CPU threads: a number, or auto = the cores free now (default 1: safe on a shared machine)")
     p.add_argument("--resample", action="store_true",
                    help="accept input at another rate than the model's (16 kHz, or 48 kHz for a 48 kHz model): "
                         "resampled in and back out, at the input's rate and length")
     p.add_argument("--overwrite", action="store_true", help="re-enhance files already in --out")
-    p.add_argument("--seed", type=Number(int, low=0), default=0, help="with each file's name, fixes its randomness")
+    p.add_argument("--seed", type=SEED, default=0, help="with each file's name, fixes its randomness")
     p.add_argument("--raw-weights", action="store_true", help="use the raw instead of the EMA weights")
     p.add_argument("--encoder-weights", default=None,
                    help="frozen CLAP/PANNs weight file, if moved since training (checked against its sha256)")

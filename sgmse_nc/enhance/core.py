@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_SECONDS = 20.0  # longer files are enhanced in chunks (0: whole files, memory grows with length)
 MIN_CHUNK_SECONDS = 0.5  # the STFT needs n_fft samples and the U-Net 64-frame blocks (0.51 s): shorter is padding
 OVERLAP_SECONDS = 0.5
+MIN_REF_SECONDS = 0.1  # a reference cut from the pauses: several STFT windows at any rate (n_fft is 32 ms)
 MIN_INPUT_SAMPLES = 510  # one STFT window (n_fft) at 16 kHz; a model with a longer window needs its n_fft
 SILENT_REFERENCE_RMS = 1e-4  # -80 dBFS: a reference this quiet describes no noise
 CHANNEL_MODES = ("mix", "each")  # multi-channel input: down-mix to mono, or enhance each channel

@@ -27,8 +27,8 @@ from sgmse_nc.lock import folder_lock
 if TYPE_CHECKING:
     from sgmse_nc.diffusion.model import ScoreModel  # imported when a model is loaded: checks and errors stay fast
 
-from sgmse_nc.enhance.core import (DEFAULT_CHUNK_SECONDS, MIN_INPUT_SAMPLES, OVERLAP_SECONDS, SILENT_REFERENCE_RMS,
-                                   Plan, Stream, check_options, chunk_samples, default_batch_size,
+from sgmse_nc.enhance.core import (DEFAULT_CHUNK_SECONDS, MIN_INPUT_SAMPLES, MIN_REF_SECONDS, OVERLAP_SECONDS,
+                                   SILENT_REFERENCE_RMS, Plan, Stream, check_options, chunk_samples, default_batch_size,
                                    describe_reference_length, enhance_batch, reference_samples, reference_stretch,
                                    stream_seed)
 
@@ -232,9 +232,10 @@ class EnhanceOptions:
         check_options(1 if self.batch_size is None else self.batch_size, self.chunk_seconds, self.guidance,
                       self.channels, self.sampler)
         if self.ref_seconds is not None and not (isinstance(self.ref_seconds, (int, float)) and
-                                                 math.isfinite(self.ref_seconds) and self.ref_seconds > 0):
-            raise OptionError(f"`ref_seconds={self.ref_seconds}`: give a reference length in seconds above 0, or "
-                              f"leave it unset (the checkpoint's ref_seconds).")
+                                                 MIN_REF_SECONDS <= self.ref_seconds < math.inf):
+            raise OptionError(f"`ref_seconds={self.ref_seconds}`: give a reference length of at least "
+                              f"{MIN_REF_SECONDS} s (a reference spans several STFT windows), or leave it unset "
+                              f"(the checkpoint's ref_seconds).")
         check_device(self.device, f"`device={self.device}`")  # one line naming what this machine has
         return strategy
 

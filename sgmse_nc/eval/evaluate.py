@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from sgmse_nc.cli import ArgumentParser, Number, run_main
+from sgmse_nc.cli import AUDIO_RATE, WORKERS, ArgumentParser, run_main
 from sgmse_nc.eval import paired
 from sgmse_nc.eval.comparison import NOISY, System, compare, write
 from sgmse_nc.eval.dnsmos import dnsmos_folder, dnsmos_model
-from sgmse_nc.eval.folder import EvaluationError, default_out_dir, evaluate_folders, load_groups, scored_rate
+from sgmse_nc.eval.folder import (EvaluationError, check_metric_rates, default_out_dir, evaluate_folders, load_groups,
+                                  scored_rate)
 from sgmse_nc.eval.metrics import DEFAULT_METRICS, DNSMOS_METRICS, INTRUSIVE_METRICS
 from sgmse_nc.eval.rows import read_per_file
 
@@ -41,10 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated manifest columns, e.g. snr,noise_type ('snr+noise_type': both)")
     parser.add_argument("--baseline", metavar="NAME",
                         help="with several folders: the one every other is compared with, file by file (paired.md)")
-    parser.add_argument("--workers", type=Number(int, low=1), default=1, help="processes computing metrics in parallel")
+    parser.add_argument("--workers", type=WORKERS, default=1, help="processes computing metrics in parallel")
     parser.add_argument("--pesq-mode", choices=("wb", "nb"), default="wb", help="PESQ wide-band or narrow-band")
     parser.add_argument("--no-estoi", action="store_true", help="skip ESTOI")
-    parser.add_argument("--sample-rate", type=Number(int, low=8000), default=None,
+    parser.add_argument("--sample-rate", type=AUDIO_RATE, default=None,
                         help="rate the files are read at (default: the clean files' own). PESQ is computed at 16 kHz "
                              "(wide band; 8 kHz narrow), ESTOI at pystoi's 10 kHz, SI-SDR at this rate")
     parser.add_argument("--allow-missing", action="store_true",
@@ -96,6 +97,8 @@ def compare_folders(enhanced: dict[str, Path], clean_dir, noisy_dir=None, out_di
     if NOISY in enhanced:
         raise EvaluationError(f"'{NOISY}' names the noisy input's row; give that enhanced folder another name.")
     out_dir = Path(out_dir)
+    if sample_rate is not None:  # else each folder's clean rate, checked by evaluate_folders
+        check_metric_rates(metrics, sample_rate)
     common = dict(clean_dir=clean_dir, manifest=manifest, group_by=group_by, num_workers=num_workers,
                   metrics=tuple(m for m in metrics if m in INTRUSIVE_METRICS), sample_rate=sample_rate, allow_missing=allow_missing, plot=False, quiet=True)
 

@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, list_audio, read_audio
 from sgmse_nc.errors import UserError, short_list
-from sgmse_nc.eval.metrics import (DEFAULT_METRICS, INTRUSIVE_METRICS, LENGTH_TOLERANCE, compute_metrics, lengths_differ,
-                                   metric_rate)
+from sgmse_nc.eval.metrics import (DEFAULT_METRICS, INTRUSIVE_METRICS, LENGTH_TOLERANCE, PESQ_RATES, compute_metrics,
+                                   lengths_differ, metric_rate)
 from sgmse_nc.eval.plots import plot_metrics
 from sgmse_nc.eval.rows import cached_rows, file_key
 from sgmse_nc.eval.tables import json_safe, summarise, summary_markdown, summary_rows
@@ -126,6 +126,15 @@ def check_lengths(pairs: list[Pair], sample_rate: int = SAMPLE_RATE) -> None:
         raise EvaluationError(f"{len(bad)} file(s) differ in length from their clean reference by more than "
                               f"{LENGTH_TOLERANCE:.0%}: {short_list(bad, 3)}. They do not belong together: check "
                               f"that the folders hold the same utterances, uncropped.")
+
+
+def check_metric_rates(metrics, sample_rate: int) -> None:
+    """PESQ only upsamples: wide-band PESQ of files scored below 16 kHz is refused before any work."""
+    for metric in metrics:
+        if metric in PESQ_RATES and sample_rate < PESQ_RATES[metric]:
+            raise EvaluationError(f"{metric} needs audio at {PESQ_RATES[metric]} Hz or more, and the files are "
+                                  f"scored at {sample_rate} Hz (--sample-rate, else the clean files' rate). Use "
+                                  f"--pesq-mode nb (narrow-band PESQ, 8 kHz) or --sample-rate {PESQ_RATES[metric]}.")
 
 
 def files_rate(pairs: list[Pair]) -> int:
@@ -316,6 +325,7 @@ def evaluate_folders(enhanced_dir, clean_dir, noisy_dir=None, out_dir=None, mani
     ids = [p.id for p in pairs]
     groups = load_groups(manifest, ids, group_by) if manifest is not None else None
     sample_rate = sample_rate or files_rate(pairs)
+    check_metric_rates(metrics, sample_rate)
     check_lengths(pairs, sample_rate)
     if n_skipped and not quiet:
         print(f"skipping {n_skipped} file(s) missing from one of the folders; evaluating {len(pairs)}")

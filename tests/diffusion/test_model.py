@@ -4,6 +4,7 @@ import torch
 
 from sgmse_nc.condition import as_condition, null_condition
 from sgmse_nc.config import build_model_from_config
+from sgmse_nc.diffusion.checkpoints import CheckpointError
 from sgmse_nc.diffusion.model import ScoreModel
 
 
@@ -125,8 +126,12 @@ def test_checkpoint_keeps_raw_weights_and_ema_for_inference(tmp_path):
 
 
 def test_missing_checkpoint_message_names_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+    """A UserError (one `error:` line from every command) that is still a FileNotFoundError for API callers."""
+    from sgmse_nc.errors import UserError
+
+    with pytest.raises(FileNotFoundError, match="nope.ckpt") as err:
         ScoreModel.load_for_inference(tmp_path / "nope.ckpt")
+    assert isinstance(err.value, UserError)
 
 
 def test_load_for_inference_relabels_only_files_that_are_not_ours(tmp_path):
@@ -145,5 +150,5 @@ def test_load_for_inference_relabels_only_files_that_are_not_ours(tmp_path):
     broken = tmp_path / "broken.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": dict(model.hparams), "global_step": 1,
                 "pytorch-lightning_version": pl.__version__}, broken)
-    with pytest.raises(ValueError, match="not a sgmse_nc checkpoint .its weights do not fit.*size mismatch"):
-        ScoreModel.load_for_inference(broken)
+    with pytest.raises(CheckpointError, match="not a sgmse_nc checkpoint .its weights do not fit.*size mismatch"):
+        ScoreModel.load_for_inference(broken)  # a UserError and a ValueError

@@ -148,13 +148,13 @@ def test_output_folder_problems_are_refused_before_anything_is_written(tmp_path,
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--N", "0", "argument --N: '0' is not an integer at least 1"),
-    ("--batch-size", "0", "argument --batch-size: '0' is not an integer at least 1"),
+    ("--N", "0", "argument --N: '0' is not an integer from 1 to 10000"),
+    ("--batch-size", "0", "argument --batch-size: '0' is not an integer from 1 to 4096"),
     ("--chunk-seconds", "0.01", "--chunk-seconds 0.01: must be 0 (whole files) or at least 0.5 s"),
-    ("--guidance", "nan", "argument --guidance: 'nan' is not a number at least 0"),
-    ("--snr", "0", "argument --snr: '0' is not a number above 0"),
-    ("--corrector-steps", "-1", "argument --corrector-steps: '-1' is not an integer at least 0"),
-    ("--N", "two", "argument --N: 'two' is not an integer at least 1"),
+    ("--guidance", "nan", "argument --guidance: 'nan' is not a number from 0 to 100"),
+    ("--snr", "0", "argument --snr: '0' is not a number above 0 up to 10"),
+    ("--corrector-steps", "-1", "argument --corrector-steps: '-1' is not an integer from 0 to 100"),
+    ("--N", "two", "argument --N: 'two' is not an integer from 1 to 10000"),
 ])
 def test_numeric_options_are_validated_by_name(tmp_path, tiny_ckpt, option, value, message):
     noisy, _ = folder(tmp_path, 1)

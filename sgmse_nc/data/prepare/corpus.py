@@ -26,7 +26,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, read_audio, write_audio
-from sgmse_nc.cli import Number
+from sgmse_nc.cli import AUDIO_RATE, WORKERS, Number
 from sgmse_nc.data.errors import PrepareError
 from sgmse_nc.data.manifest import read_manifest, write_manifest
 from sgmse_nc.errors import short_list
@@ -257,9 +257,9 @@ def add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every corpus preparation takes."""
     parser.add_argument("--dst", required=True, type=Path,
                         help="output root (empty, or a previous run of the same data)")
-    parser.add_argument("--jobs", type=Number(int, low=1), default=1, help="worker processes (default 1)")
-    parser.add_argument("--sample-rate", type=Number(int, low=8000), default=SAMPLE_RATE, help="output rate in Hz (default 16000)")
-    parser.add_argument("--min-seconds", type=Number(float, low=0), default=0.25, help="shorter files are skipped (default 0.25)")
+    parser.add_argument("--jobs", type=WORKERS, default=1, help="worker processes (default 1)")
+    parser.add_argument("--sample-rate", type=AUDIO_RATE, default=SAMPLE_RATE, help="output rate in Hz (default 16000)")
+    parser.add_argument("--min-seconds", type=Number(float, low=0, high=600), default=0.25, help="shorter files are skipped (default 0.25)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

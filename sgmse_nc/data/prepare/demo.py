@@ -290,25 +290,25 @@ def main(argv=None) -> int:
 
 
 def build_parser():
-    from sgmse_nc.cli import ArgumentParser, Number
+    from sgmse_nc.cli import AUDIO_RATE, COUNT, SEED, SNR_DB, ArgumentParser, Number
 
     defaults = DemoParams()
     parser = ArgumentParser(
         prog="sgmse-demo",
         description="Write the synthetic demo corpus (VoiceBank-DEMAND layout, no download).")
     parser.add_argument("--out", default="data/demo", help="output folder (default: %(default)s)")
-    parser.add_argument("--num-train", type=Number(int, low=1), default=defaults.num_train)
-    parser.add_argument("--num-valid", type=Number(int, low=0), default=defaults.num_valid)
-    parser.add_argument("--num-test", type=Number(int, low=0), default=defaults.num_test)
-    parser.add_argument("--seconds", type=Number(float, low=0, low_open=True), nargs=2, default=defaults.seconds,
+    parser.add_argument("--num-train", type=COUNT, default=defaults.num_train)
+    parser.add_argument("--num-valid", type=Number(int, low=0, high=COUNT.high), default=defaults.num_valid)
+    parser.add_argument("--num-test", type=Number(int, low=0, high=COUNT.high), default=defaults.num_test)
+    parser.add_argument("--seconds", type=Number(float, low=0, low_open=True, high=600), nargs=2, default=defaults.seconds,
                         metavar=("MIN", "MAX"))
-    parser.add_argument("--snrs", type=Number(float), nargs="+", default=defaults.snrs, help="train/valid SNRs in dB")
-    parser.add_argument("--test-snrs", type=Number(float), nargs="+", default=defaults.test_snrs)
+    parser.add_argument("--snrs", type=SNR_DB, nargs="+", default=defaults.snrs, help="train/valid SNRs in dB")
+    parser.add_argument("--test-snrs", type=SNR_DB, nargs="+", default=defaults.test_snrs)
     parser.add_argument("--noise-types", nargs="+", default=defaults.noise_types, choices=list(NOISES))
-    parser.add_argument("--ref-seconds", type=Number(float, low=0, low_open=True), nargs=2,
+    parser.add_argument("--ref-seconds", type=Number(float, low=0, low_open=True, high=600), nargs=2,
                         default=defaults.ref_seconds, metavar=("MIN", "MAX"))
-    parser.add_argument("--seed", type=Number(int, low=0), default=defaults.seed)
-    parser.add_argument("--sample-rate", type=Number(int, low=8000), default=defaults.sample_rate)
+    parser.add_argument("--seed", type=SEED, default=defaults.seed)
+    parser.add_argument("--sample-rate", type=AUDIO_RATE, default=defaults.sample_rate)
     return parser
 
 

@@ -142,7 +142,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the EARS-WHAM folder of sp-uhh/ears_benchmark (train/ valid/ test/ + the csvs)")
     parser.add_argument("--noise", required=True, type=Path,
                         help="the WHAM! 48 kHz recordings it was mixed from (<WHAM48kHz>/high_res_wham/audio)")
-    parser.add_argument("--ref-seconds", type=Number(float, low=0, low_open=True), default=4.0,
+    parser.add_argument("--ref-seconds", type=Number(float, low=0, low_open=True, high=600), default=4.0,
                         help="length of each noise reference cut from the recording (default 4)")
     add_corpus_arguments(parser)
     parser.set_defaults(sample_rate=RELEASE_RATE)  # the release's own rate unless --sample-rate says otherwise

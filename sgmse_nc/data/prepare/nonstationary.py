@@ -167,7 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", choices=PoolSource.REFERENCES, default="same_recording",
                         help="reference for pool noise: another stretch of the recording (default) or another clip "
                              "of the class")
-    parser.add_argument("--crossfade-seconds", type=Number(float, low=0), default=0.05)
+    parser.add_argument("--crossfade-seconds", type=Number(float, low=0, high=10), default=0.05)
 
 
 def run(args: argparse.Namespace) -> dict:

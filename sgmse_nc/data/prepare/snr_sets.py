@@ -40,7 +40,7 @@ import torch
 from tqdm import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, rms, write_audio
-from sgmse_nc.cli import Number
+from sgmse_nc.cli import AUDIO_RATE, COUNT, SEED, SNR_DB, Number
 from sgmse_nc.data.errors import BuildError
 from sgmse_nc.data.honesty import ReferencePolicy, pair_candidates
 from sgmse_nc.data.levels import SILENT_RMS, mix_at_snr
@@ -243,13 +243,13 @@ def add_snr_set_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clean", required=True, type=Path,
                         help="folder of clean test speech (e.g. <vbdmd>/test/clean)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (new, empty, or a previous run)")
-    parser.add_argument("--snrs", nargs="+", type=Number(float), default=[0.0, 5.0, 10.0], help="SNRs in dB (default 0 5 10)")
-    parser.add_argument("--seed", type=Number(int, low=0), default=0)
-    parser.add_argument("--ref-seconds", type=Number(float, low=0, low_open=True), default=1.0, help="noise reference length (default 1.0 s)")
-    parser.add_argument("--num-items", type=Number(int, low=1), default=None,
+    parser.add_argument("--snrs", nargs="+", type=SNR_DB, default=[0.0, 5.0, 10.0], help="SNRs in dB (default 0 5 10)")
+    parser.add_argument("--seed", type=SEED, default=0)
+    parser.add_argument("--ref-seconds", type=Number(float, low=0, low_open=True, high=600), default=1.0, help="noise reference length (default 1.0 s)")
+    parser.add_argument("--num-items", type=COUNT, default=None,
                         help="items per SNR (default: one per clean file; more cycle over the files)")
-    parser.add_argument("--min-speech-seconds", type=Number(float, low=0), default=0.5, help="shorter clean files are skipped")
-    parser.add_argument("--sample-rate", type=Number(int, low=8000), default=SAMPLE_RATE,
+    parser.add_argument("--min-speech-seconds", type=Number(float, low=0, high=600), default=0.5, help="shorter clean files are skipped")
+    parser.add_argument("--sample-rate", type=AUDIO_RATE, default=SAMPLE_RATE,
                         help=f"rate of the set in Hz (default {SAMPLE_RATE}); noise of any rate is resampled to it, "
                              f"clean speech must be at it or above")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

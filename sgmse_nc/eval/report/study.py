@@ -22,8 +22,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sgmse_nc.audio import list_audio, read_audio, write_audio
-from sgmse_nc.cli import Number
-from sgmse_nc.errors import UserError
+from sgmse_nc.cli import BATCH, GUIDANCE, SEED, STEPS, THREADS, WORKERS, Number
+from sgmse_nc.enhance.core import MIN_REF_SECONDS
+from sgmse_nc.errors import OptionError, UserError
 from sgmse_nc.eval.tables import label_order
 
 ORACLE_MIXED_NOISE = "oracle_mixed_noise"  # computed here: noisy − clean of the same file
@@ -201,13 +202,20 @@ def check_set(name: str, folder, references: list[str]) -> Path:
     return folder
 
 
+def check_guidance(guidance) -> None:
+    """`guidance` is a non-empty list of scales in range (0 is the null condition): one line naming a bad one."""
+    if not (OmegaConf.is_list(guidance) or isinstance(guidance, (list, tuple))) or not len(guidance):
+        raise OptionError(f"guidance={guidance}: give a list of guidance scales, e.g. guidance=[0,1,3].")
+    for w in guidance:
+        GUIDANCE.check("guidance", w)
+
+
 def cells(guidance, references: list[str]) -> list[Cell]:
     """The cells of the guidance scales: w = 0 once (the null condition), every other w once per reference."""
+    check_guidance(guidance)
     out = []
     for w in guidance:
         w = float(w)
-        if w < 0:
-            raise ReportError(f"guidance scale {w}: use w >= 0 (0 is the null condition).")
         out += [UNCONDITIONAL] if w == 0 else [Cell(w, r) for r in references]
     return out
 
@@ -250,6 +258,7 @@ class Study:
         if not cfg.get("out_dir"):
             raise ReportError("set out_dir (the report folder), e.g. out_dir=reports/study.")
         references = list(cfg.get("references") or ["noise_ref"])
+        check_guidance(cfg.get("guidance"))
         runs = [resolve_run(name, path) for name, path in cfg.runs.items()]
         needed = references if any(float(w) > 0 for w in cfg.guidance) else []
         sets = {name: check_set(name, path, needed) for name, path in expand_sets(cfg.sets).items()}
@@ -302,12 +311,11 @@ class Study:
 
 # The report config's numbers and their ranges, checked at start: a bad value is one `error:` line, not a study
 # whose every condition failed.
-NUMBERS = {"seed": Number(int, low=0), "threads": Number(int, low=1, words=("auto",)),
-           "batch_size": Number(int, low=1), "score_workers": Number(int, low=0),
-           "spectrogram_files": Number(int, low=0), "sampler.N": Number(int, low=1),
-           "diagnostics.max_train": Number(int, low=1), "diagnostics.k": Number(int, low=1),
-           "diagnostics.s_lo": Number(float), "diagnostics.s_hi": Number(float),
-           "ref_seconds": Number(float, low=0, low_open=True)}
+NUMBERS = {"seed": SEED, "threads": THREADS, "batch_size": BATCH, "sampler.N": STEPS,
+           "score_workers": Number(int, low=0, high=WORKERS.high), "spectrogram_files": Number(int, low=0, high=1000),
+           "diagnostics.max_train": Number(int, low=1, high=10**6), "diagnostics.k": Number(int, low=1, high=1000),
+           "diagnostics.s_lo": Number(float, low=-1e6, high=1e6), "diagnostics.s_hi": Number(float, low=-1e6, high=1e6),
+           "ref_seconds": Number(float, low=MIN_REF_SECONDS, high=600)}
 
 
 def check_values(cfg, runs: list[Run], sampler: dict) -> None:
