@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from sgmse_nc.audio import SAMPLE_RATE, AudioError, audio_info, list_audio, read_audio
 from sgmse_nc.errors import UserError, short_list
-from sgmse_nc.eval.metrics import (DEFAULT_METRICS, INTRUSIVE_METRICS, LENGTH_TOLERANCE, PESQ_RATES, compute_metrics,
+from sgmse_nc.eval.metrics import (DEFAULT_METRICS, INTRUSIVE_METRICS, LENGTH_TOLERANCE, METRICS, compute_metrics,
                                    lengths_differ, metric_rate)
 from sgmse_nc.eval.plots import plot_metrics
 from sgmse_nc.eval.rows import cached_rows, file_key
@@ -131,10 +131,11 @@ def check_lengths(pairs: list[Pair], sample_rate: int = SAMPLE_RATE) -> None:
 def check_metric_rates(metrics, sample_rate: int) -> None:
     """PESQ only upsamples: wide-band PESQ of files scored below 16 kHz is refused before any work."""
     for metric in metrics:
-        if metric in PESQ_RATES and sample_rate < PESQ_RATES[metric]:
-            raise EvaluationError(f"{metric} needs audio at {PESQ_RATES[metric]} Hz or more, and the files are "
-                                  f"scored at {sample_rate} Hz (--sample-rate, else the clean files' rate). Use "
-                                  f"--pesq-mode nb (narrow-band PESQ, 8 kHz) or --sample-rate {PESQ_RATES[metric]}.")
+        rate = METRICS[metric].rate if metric in ("pesq", "pesq_nb") else None
+        if rate is not None and sample_rate < rate:
+            raise EvaluationError(f"{metric} needs audio at {rate} Hz or more, and the files are scored at "
+                                  f"{sample_rate} Hz (--sample-rate, else the clean files' rate). Use --pesq-mode nb "
+                                  f"(narrow-band PESQ, 8 kHz) or --sample-rate {rate}.")
 
 
 def files_rate(pairs: list[Pair]) -> int:
