@@ -132,7 +132,7 @@ def check_sampler(sde: GaussianSDE, name: str, N: int | None = None, rho: float 
     unknown = set(options) - set(sampler.options) - set(RUN_ARGUMENTS)
     if unknown:
         raise OptionError(f"sampler '{name}' has no option(s) {sorted(unknown)}; its options: "
-                         f"N, rho, {', '.join(sampler.options)}.")
+                         f"{', '.join(['N', 'rho', *sampler.options])}.")
     return sampler
 
 

@@ -54,6 +54,8 @@ def test_sampler_settings_and_option_errors():
     score = guided_score(TinyScoreNet(), y, None, None)
     with pytest.raises(ValueError, match="no option.*snr.*order"):
         sample(score, "score", sde, y, "dpm", N=2, snr=0.5)
+    with pytest.raises(ValueError, match=r"sampler 'ode' has no option\(s\) \['snr'\]; its options: N, rho\.$"):
+        sample(score, "score", sde, y, "ode", N=2, snr=0.5)  # a sampler without options of its own
     with pytest.raises(ValueError, match="not defined for sde=sb.*dpm"):
         sample(score, "data", SBVESDE(), y, "pc", N=2)
     with pytest.raises(ValueError, match="ode.*pc"):
