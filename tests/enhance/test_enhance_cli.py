@@ -263,24 +263,29 @@ def _finished(out: Path) -> list[str]:
     return sorted(p.name for p in out.glob("*.wav") if not p.name.startswith("."))
 
 
-def _wait_for_outputs(proc: subprocess.Popen, out: Path, count: int, timeout: float = 300) -> None:
+def _wait_for_file(proc: subprocess.Popen, path: Path, timeout: float = 600) -> None:
+    """Until `path` exists (the held process's signal that it waits mid-batch), or the process ended."""
     deadline = time.monotonic() + timeout
-    while len(_finished(out)) < count:
+    while not path.exists():
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "enhance.py wrote nothing in time"
+        assert time.monotonic() < deadline, f"enhance.py did not reach {path.name} in time"
         time.sleep(0.05)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
 def test_interrupted_run_resumes_to_the_same_files(tmp_path, tiny_ckpt, how):
+    """The command is held inside the network's first evaluation after its first file is written
+    (tests.probes.held_enhance), so the signal lands mid-batch with files finished and files left, whatever the
+    machine's load."""
     noisy, refs = folder(tmp_path, 6, seconds=(0.6, 0.7, 1.3, 0.65, 1.2, 0.62))
     common = ["--ckpt", tiny_ckpt, "--noisy", noisy, "--ref-dir", refs, "--N", "12", "--batch-size", "2"]
     enhance(*common, "--out", tmp_path / "whole", check=0)
-    out = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "enhance.py", "--device", "cpu", *map(str, common), "--out", str(out)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_outputs(proc, out, 1)
+    out, held = tmp_path / "cut", tmp_path / "held"
+    code = "import sys; from tests.probes import held_enhance; sys.exit(held_enhance(sys.argv[1], sys.argv[2:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(held), "--device", "cpu", *map(str, common),
+                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_file(proc, held)
     proc.send_signal(getattr(signal, how))
     stdout, stderr = proc.communicate(timeout=120)
     done = _finished(out)
