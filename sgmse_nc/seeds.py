@@ -9,6 +9,8 @@ draw. So each kind of randomness has its own stream:
     order, example      which training example comes when, and each example's crop / noise / SNR draws
                         (sgmse_nc.data.sampling)
     diffusion, dropout  diffusion times and noise, CFG condition dropout (the model's training step)
+    validation, test    each evaluation batch's diffusion times, noise and sampler draws, the same at every
+                        validation (the model's validation/test step)
 
 A stream's seed is a pure function of (run seed, stream name, *path), e.g. (seed, "diffusion", rank, step).
 """

@@ -50,24 +50,45 @@ class RandomnessProbe(pl.Callback):
 
 class FirstBatchesProbe(pl.Callback):
     """Saves (torch.save to `path`) the backbone's weights at the start of training, the first `count`
-    training batches, and the diffusion times the score network saw in them."""
+    training batches, the diffusion times the score network saw in them, and what validation drew: the
+    network's inputs (x_t, t) of every validation-loss batch (loader 0) and the first sampler step of every
+    enhanced utterance (loader 1), which depend on the data and the draws only, not on the weights."""
 
     def __init__(self, path: str, count: int = 4):
         self.path, self.count = Path(path), count
-        self.batches, self.t = [], []
+        self.batches, self.t, self.valid = [], [], []
+        self.loader, self.batch_size = None, 0  # the validation batch in flight
 
     def on_train_start(self, trainer, pl_module):
         self.backbone = {k: v.detach().clone() for k, v in pl_module.dnn.state_dict().items()}
-        self.hook = pl_module.dnn.register_forward_pre_hook(
-            lambda module, args: self.t.append(args[2].detach().clone()) if module.training else None)
+
+        def record(module, args):
+            x_t, _, t, _ = args
+            if module.training:
+                self.t.append(t.detach().clone())
+            elif self.loader is not None:  # the first half of a guided (conditional + unconditional) forward
+                n = self.batch_size
+                self.valid.append({"loader": self.loader, "x_t": x_t[:n].detach().clone(), "t": t[:n].detach().clone()})
+                if self.loader == 1:
+                    self.loader = None  # later sampler steps depend on the weights
+
+        self.hook = pl_module.dnn.register_forward_pre_hook(record)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if len(self.batches) < self.count:
             self.batches.append({k: v.detach().clone() for k, v in batch.items() if torch.is_tensor(v)})
 
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking:
+            self.loader, self.batch_size = dataloader_idx, batch["y"].shape[0]
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.loader = None
+
     def on_train_end(self, trainer, pl_module):
         self.hook.remove()
-        torch.save({"backbone": self.backbone, "batches": self.batches, "t": self.t[:self.count]}, self.path)
+        torch.save({"backbone": self.backbone, "batches": self.batches, "t": self.t[:self.count],
+                    "valid": self.valid}, self.path)
 
 
 class EchoModel(pl.LightningModule):

@@ -98,6 +98,7 @@ class ScoreModel(pl.LightningModule):
         self.ema = ParameterEMA(self, ema_decay)
         self._ema_swap = None
         self._streams: dict[str, torch.Generator] = {}  # training's named generators (seed_streams)
+        self._stream_key: tuple[int, int] | None = None   # (seed, rank) of those streams; evaluation's derive from it
         # Set by a guard that dropped this step's gradients (sgmse_nc.train.nonfinite): the weights did not move,
         # so neither does their average.
         self.step_skipped = False
@@ -139,23 +140,36 @@ class ScoreModel(pl.LightningModule):
     # ---- training ---------------------------------------------------------------------------------------
     def seed_streams(self, seed: int, rank: int = 0, step: int = 0) -> None:
         """Give training its own named generators for diffusion (times, noise) and condition dropout, from
-        (seed, rank, step): a row with dropout draws no fewer diffusion numbers than a row without."""
+        (seed, rank, step): a row with dropout draws no fewer diffusion numbers than a row without. Validation
+        and test batches get theirs from (seed, rank) too (`_evaluation_stream`)."""
         self._streams = {name: stream_generator(seed, name, rank, step, device=self.device)
                          for name in ("diffusion", "dropout")}
+        self._stream_key = (int(seed), int(rank))
 
     def _stream(self, name: str) -> torch.Generator | None:
         """The named generator in training (None, torch's global one, in validation or before seed_streams)."""
         return self._streams.get(name) if self.training else None
 
-    def _losses(self, batch) -> dict[str, torch.Tensor]:
+    def _evaluation_stream(self, stage: str, loader: int, batch_idx: int) -> torch.Generator | None:
+        """The generator of one validation/test batch: (seed, stage, rank, loader, batch), the same at every
+        validation, so rows of a study that share a seed validate on the same diffusion times, noise and sampler
+        draws whatever their training drew (None, torch's global one, before seed_streams)."""
+        if self._stream_key is None:
+            return None
+        seed, rank = self._stream_key
+        return stream_generator(seed, stage, rank, loader, batch_idx, device=self.device)
+
+    def _losses(self, batch, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """`score`: the diffusion loss; with the noise-class head also `noise_class` (its cross-entropy),
-        `labelled` and `correct` (examples with a class target, and those classified right)."""
+        `labelled` and `correct` (examples with a class target, and those classified right). `generator`
+        (evaluation) replaces the training streams for the diffusion draws."""
         x, y = batch["x"], batch["y"]
         z = self.encode_batch(batch)
         keep = dropout_keep(z, self.cond_drop_prob if self.training else 0.0, generator=self._stream("dropout"))
         z_net = z if keep is None else select_condition(keep, z, null_condition(z))
-        t = self.sde.sample_time(x.shape[0], x.device, generator=self._stream("diffusion"))
-        x_t, noise, std = self.sde.perturb(x, y, t, generator=self._stream("diffusion"))
+        diffusion = generator if generator is not None else self._stream("diffusion")
+        t = self.sde.sample_time(x.shape[0], x.device, generator=diffusion)
+        x_t, noise, std = self.sde.perturb(x, y, t, generator=diffusion)
         if self.prediction == "data":
             losses = {"score": data_prediction_loss(self(x_t, y, t, z_net), x, self.spec.to_wav, self.l1_weight)}
         else:
@@ -287,20 +301,21 @@ class ScoreModel(pl.LightningModule):
 
     # ---- validation: loss on crops (loader 0); whole utterances enhanced for metrics (loader 1, test) -------
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        generator = self._evaluation_stream("validation", dataloader_idx, batch_idx)
         if dataloader_idx == 0:
-            losses = self._losses(batch)
+            losses = self._losses(batch, generator)
             self.log("valid_loss", losses["score"], on_epoch=True, sync_dist=True, batch_size=batch["x"].shape[0],
                      add_dataloader_idx=False)
             self._log_noise_class("valid", losses)
             return None
-        return self._enhance_for_metrics(batch)
+        return self._enhance_for_metrics(batch, generator)
 
     def test_step(self, batch, batch_idx):
-        return self._enhance_for_metrics(batch)
+        return self._enhance_for_metrics(batch, self._evaluation_stream("test", 0, batch_idx))
 
-    def _enhance_for_metrics(self, batch) -> dict:
+    def _enhance_for_metrics(self, batch, generator: torch.Generator | None = None) -> dict:
         """The enhanced spectrogram of a batch of whole utterances (the Evaluator callback scores it)."""
-        return {"x_hat": self.enhance_spec(batch["y"], self.encode_batch(batch))}
+        return {"x_hat": self.enhance_spec(batch["y"], self.encode_batch(batch), generator=generator)}
 
     # ---- inference --------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -10,8 +10,10 @@ from sgmse_nc.data.sampling import EpochShuffle
 from sgmse_nc.seeds import stream_seed
 from sgmse_nc.train.run import train
 
+# the CFG row also uses the backbone's dropout, which draws from torch's global generator in training: what the
+# rows draw from it differs, and nothing matched may depend on it
 ROW_OVERRIDES = {"sgmse_baseline": ["encoder=none", "model.cond_drop_prob=0.0"],
-                 "cfg": ["encoder=cnn", "model.cond_drop_prob=0.5"]}
+                 "cfg": ["encoder=cnn", "model.cond_drop_prob=0.5", "backbone.dropout=0.1"]}
 
 
 def run_row(tmp_path, data_dir, row, seed=3):
@@ -20,8 +22,10 @@ def run_row(tmp_path, data_dir, row, seed=3):
     cfg = compose_config(["experiment=demo", f"paths.root_dir={tmp_path}", f"paths.data_dir={data_dir}",
                           f"paths.output_dir={out}", "threads=1", f"seed={seed}", "+data.prepare.num_train=6",
                           "+data.prepare.num_valid=2", "+data.prepare.num_test=2", "data.batch_size=2",
-                          "data.num_eval_files=0", "data.train.num_frames=32", "trainer.max_steps=4",
-                          "trainer.check_val_every_n_epoch=100", "++trainer.num_sanity_val_steps=0",
+                          "data.num_eval_files=2", "data.train.num_frames=32", "trainer.max_steps=4",
+                          # one validation, after step 4, with a sampler that draws noise (OUVE's PC from y + noise)
+                          "++trainer.val_check_interval=4", "trainer.check_val_every_n_epoch=null", "sde=ouve",
+                          "sampler=pc", "sampler.N=2", "++trainer.num_sanity_val_steps=0",
                           "++trainer.enable_progress_bar=false", "~callbacks.lr_monitor", "logger=[]",
                           "+callbacks.probe._target_=tests.probes.FirstBatchesProbe", f"+callbacks.probe.path={probe}",
                           *ROW_OVERRIDES[row]])
@@ -46,6 +50,12 @@ def test_rows_with_the_same_seed_share_backbone_init_and_training_data(tmp_path)
     # condition dropout draws from its own stream: the diffusion times stay matched too
     for a, b in zip(base["t"], cfg["t"]):
         assert torch.equal(a, b)
+    # validation draws from its own stream too: the same diffusion times and noise for the validation loss,
+    # the same sampler noise for the enhanced files, whatever training drew from torch's global generator
+    assert [v["loader"] for v in base["valid"]] == [v["loader"] for v in cfg["valid"]] and {0, 1} <= {
+        v["loader"] for v in base["valid"]}
+    for a, b in zip(base["valid"], cfg["valid"]):
+        assert torch.equal(a["t"], b["t"]) and torch.equal(a["x_t"], b["x_t"]), a["loader"]
     # a different seed gives other weights and other examples
     other = run_row(tmp_path / "other", data_dir, "sgmse_baseline", seed=4)
     assert not torch.equal(other["batches"][0]["x"], base["batches"][0]["x"])
