@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -33,6 +34,10 @@ def run_key(overrides, ignore=()) -> str:
 
 if not OmegaConf.has_resolver("run_key"):
     OmegaConf.register_new_resolver("run_key", run_key)
+# The folder a command starts in (paths.root_dir). Hydra's ${hydra:runtime.cwd} is the same folder but is unset
+# where a sweep's launcher resolves hydra.sweep.dir, so `sgmse-train -m ...` could not start.
+if not OmegaConf.has_resolver("cwd"):
+    OmegaConf.register_new_resolver("cwd", lambda: os.getcwd())
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:

@@ -71,7 +71,7 @@ class StudyPlan:
     threads: str = "1"
 
     def __post_init__(self):
-        self.out = Path(self.out)
+        self.out = Path(self.out).resolve()  # the trainings run from the checkout, not from where we started
         unknown = [r for r in self.rows if r not in ROWS]
         if unknown or not self.rows:
             raise StudyError(f"--rows {' '.join(unknown) or '(none)'}: choose from {', '.join(ROWS)}.")

@@ -18,7 +18,7 @@ from sgmse_nc.data.noise_pool import AudioPool
 from sgmse_nc.data.noise_source import PoolSource, disjoint_starts
 from sgmse_nc.data.synthetic import speech_like
 from sgmse_nc.spec import Spectrogram
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, fenced_blocks
 
 SR = 16000
 REPO = REPO_ROOT
@@ -322,16 +322,15 @@ def test_pool_class_and_fold_filters_and_unlisted_files(tmp_path):
 def test_readme_dynamic_mixing_example_names_every_key_it_needs(tmp_path):
     """The README's dynamic-mixing command on a fake layout of its /corpora paths builds the data; without
     data.valid.speech_dir the error names that config key."""
-    import re
     import shlex
 
     from sgmse_nc.config import compose_config
     from sgmse_nc.errors import UserError
     from sgmse_nc.train.run import build_data
 
-    text = (REPO / "docs" / "data.md").read_text()  # the README's data recipes live in docs/data.md
-    block = re.search(r"```bash\n((?:python train.py|sgmse-train) experiment=mixing_cnn_cfg .*?)```", text,
-                      re.S).group(1)
+    # the README's data recipes live in docs/data.md
+    block = next(b.text for b in fenced_blocks(REPO / "docs" / "data.md", "bash")
+                 if "sgmse-train experiment=mixing_cnn_cfg" in b.text)
     words = shlex.split(block.replace("\\\n", " "))
     args = words[words.index("experiment=mixing_cnn_cfg"):]
     rng = np.random.default_rng(2)

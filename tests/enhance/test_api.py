@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, fenced_blocks
 
 FAST = {"N": 2}
 
@@ -130,10 +130,7 @@ def test_import_stays_light_and_exports_the_enhancer_lazily():
 
 def readme_python_example() -> str:
     """The ```python block of the README's Python API section."""
-    readme = (REPO_ROOT / "README.md").read_text()
-    section = readme[readme.index("\n## Python API\n"):]
-    section = section[:section.index("\n## ", 1)]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    blocks = [b.text for b in fenced_blocks(REPO_ROOT / "README.md", "python") if b.section == "Python API"]
     assert len(blocks) == 1, "the Python API section holds one ```python example"
     return blocks[0]
 

@@ -2,18 +2,19 @@
 every root script, and nothing it names is missing from the checkout. The block is a tree of
 `<names>  <what they hold>` lines, two spaces of indent per level, a folder's entries under it."""
 import re
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, fenced_blocks
 
 PACKAGE = REPO_ROOT / "sgmse_nc"
 
 
-def layout_block(readme: str) -> str:
-    match = re.search(r"^## Layout\n.*?^```\n(.*?)^```", readme, flags=re.S | re.M)
-    assert match, "README.md has no ```-fenced block under '## Layout'"
-    return match.group(1)
+def layout_block(readme: Path) -> str:
+    blocks = [b.text for b in fenced_blocks(readme, "") if b.section == "Layout"]
+    assert blocks, "README.md has no ```-fenced block under '## Layout'"
+    return blocks[0]
 
 
 def named_paths(block: str) -> set[str]:
@@ -45,13 +46,13 @@ def tree_paths() -> set[str]:
 
 
 def test_layout_names_every_module_package_and_root_script():
-    named = named_paths(layout_block((REPO_ROOT / "README.md").read_text()))
+    named = named_paths(layout_block(REPO_ROOT / "README.md"))
     missing = sorted(tree_paths() - named)
     assert not missing, f"add these to the Layout block of README.md, with a few words each: {missing}"
 
 
 def test_layout_names_nothing_that_is_not_there():
-    named = named_paths(layout_block((REPO_ROOT / "README.md").read_text()))
+    named = named_paths(layout_block(REPO_ROOT / "README.md"))
     stale = sorted(p for p in named if not (REPO_ROOT / p).exists())
     assert not stale, f"the Layout block of README.md names paths that do not exist: {stale}"
 

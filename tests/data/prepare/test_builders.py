@@ -1,7 +1,6 @@
 """Test-set builders (ESC-50 OOD, non-stationary) on synthetic stand-ins of their input layouts."""
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import os
@@ -23,40 +22,11 @@ from sgmse_nc.data.activity import active_mask
 from sgmse_nc.data.paired import PairedFolderDataset
 from sgmse_nc.data.synthetic import speech_like
 from sgmse_nc.io import write_text_atomic
-from tests.helpers import REPO_ROOT
+from tests.helpers import ESC50_CATEGORIES as CATEGORIES, REPO_ROOT, make_esc50
 
 REPO = REPO_ROOT
 
-SR, ESC_SR = 16000, 44100
-CATEGORIES = ("dog", "rain", "siren")
-
-
-def make_esc50(root, rng, burst=(1.0, 1.5), looped=False):
-    """ESC-50 layout: audio/<fold>-<src>-A-<target>.wav (5 s, 44.1 kHz) mostly silent around a burst of
-    unique noise (1-1.5 s by default), and meta/esc50.csv. looped: each clip repeats one 0.3 s event
-    instead (a dog barking in a loop, as many real clips do)."""
-    rows = []
-    for target, category in enumerate(CATEGORIES):
-        for fold in (1, 2, 3):
-            name = f"{fold}-{100 + 10 * target + fold}-A-{target}.wav"
-            clip = np.zeros(5 * ESC_SR)
-            length = int(rng.uniform(*burst) * ESC_SR)
-            start = int(rng.integers(0, 5 * ESC_SR - length))
-            clip[start:start + length] = rng.uniform(0.05, 0.5) * rng.standard_normal(length)
-            if looped:
-                event = rng.standard_normal(int(0.3 * ESC_SR)) * np.hanning(int(0.3 * ESC_SR))
-                clip = 0.3 * np.tile(event, 17)[:5 * ESC_SR]
-            write_audio(root / "audio" / name, clip, ESC_SR)
-            rows.append({"filename": name, "fold": fold, "target": target, "category": category, "esc10": "False",
-                         "src_file": 100 + 10 * target + fold, "take": "A"})
-    (root / "meta").mkdir(parents=True)
-    with open(root / "meta" / "esc50.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return root
-
-
+SR = 16000
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("inputs")

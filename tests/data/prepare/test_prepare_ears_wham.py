@@ -1,7 +1,6 @@
 """prepare ears_wham on a fake EARS-WHAM release (sp-uhh/ears_benchmark's layout: <subset>/{clean,noisy}/<speaker>/,
 <subset>.csv naming the WHAM! recording and the samples mixed in) and fake WHAM! 48 kHz recordings: the layout we
 train on, at the release's 48 kHz, with references cut from the same recording outside the mixed samples."""
-import csv
 import subprocess
 import sys
 
@@ -11,49 +10,9 @@ import soundfile as sf
 
 from sgmse_nc.data.honesty import similarity
 from sgmse_nc.data.manifest import read_manifest
-from tests.helpers import REPO_ROOT
+from tests.helpers import EARS_SPEAKERS as SPEAKERS, REPO_ROOT, make_ears_wham_release as make_release
 
 RATE = 48000
-SPEAKERS = {"train": ["p001", "p002"], "valid": ["p100"], "test": ["p102"]}
-
-
-def make_release(root, rng):
-    """EARS-WHAM with two utterances per speaker (0.6 s) mixed from 4 s stereo WHAM! recordings."""
-    src, noise_dir = root / "EARS-WHAM", root / "WHAM48kHz" / "high_res_wham" / "audio"
-    noise_dir.mkdir(parents=True)
-    recordings = {}
-    for k in range(3):
-        name = f"rec{k}"
-        data = rng.standard_normal((4 * RATE, 2)) * 0.1 * (1 + np.arange(2))  # two channels, distinct levels
-        sf.write(noise_dir / f"{name}.wav", data, RATE, subtype="FLOAT")
-        recordings[name] = data
-    mixed = {}
-    for subset, speakers in SPEAKERS.items():
-        rows, utt = [], 0
-        for speaker in speakers:
-            for _ in range(2):
-                n = int(0.6 * RATE)
-                t = np.arange(n) / RATE
-                clean = 0.3 * np.sin(2 * np.pi * (150 + 10 * utt) * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
-                name = f"rec{utt % 3}"
-                start = int(rng.integers(RATE, 2 * RATE))  # the recording has room before and after
-                channel = int(rng.integers(0, 2))
-                noise = recordings[name][start:start + n, channel]
-                snr = round(float(rng.uniform(0, 10)), 1)
-                for kind, wav, file in (("clean", clean, f"{utt:05}.wav"),
-                                        ("noisy", clean + noise, f"{utt:05}_{snr:.1f}dB.wav")):
-                    (src / subset / kind / speaker).mkdir(parents=True, exist_ok=True)
-                    sf.write(src / subset / kind / speaker / file, wav, RATE, subtype="FLOAT")
-                rows.append({"id": utt, "speaker": speaker, "speech_file": f"regular_{utt}", "speech_start": 0,
-                             "speech_end": -1, "noise_file": name, "noise_start": start, "noise_end": start + n,
-                             "snr_dB": snr})
-                mixed[(subset, f"{speaker}_{utt:05}")] = (name, start, start + n)
-                utt += 1
-        with open(src / f"{subset}.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    return src, noise_dir, mixed
 
 
 def prepare(*args, expect=0):
