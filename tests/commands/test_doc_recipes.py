@@ -332,7 +332,8 @@ def fake_layout(block_text: str, folder: Path, tiny_ckpt: Path) -> str:
         shutil.copy(tiny_ckpt, folder / "outputs" / row / "default" / "checkpoints" / "last.ckpt")
     if re.search(r"--ckpt CKPT\b", block_text):
         block_text = re.sub(r"--ckpt CKPT\b", f"--ckpt {tiny_ckpt}", block_text)
-    if "experiment=demo" not in block_text and (needed("outputs/demo/quickstart") or needed("data/demo")):  # a demo run made as the README's quick start does
+    # a demo run the block uses but does not train: made as the README's quick start makes it
+    if "experiment=demo" not in block_text and (needed("outputs/demo/quickstart") or needed("data/demo")):
         run_dir = "outputs/demo/quickstart"
         block_text = (f"sgmse-train experiment=demo hydra.run.dir={run_dir} ckpt_path=auto {TINY_TRAIN} "
                       f"{TINY_DEMO_CORPUS}\n") + block_text
