@@ -319,6 +319,8 @@ def fake_layout(block_text: str, folder: Path, tiny_ckpt: Path) -> str:
     if needed("data/vbdmd") or needed("data/esc50_ood") or (
             re.search(r"\bsgmse-train\b", block_text) and "--dst data/vbdmd" not in block_text):
         synthetic_corpora(folder / "data", corpora=("vbdmd",))  # what the rows read (data=vbdmd)
+    if needed("data/ears_wham"):
+        synthetic_corpora(folder / "data", corpora=("ears_wham",))  # a 48 kHz corpus in the same layout
     if needed("data/esc50_ood"):
         from sgmse_nc.data.prepare.esc50 import build_esc50
 
