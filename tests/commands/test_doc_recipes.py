@@ -77,6 +77,7 @@ NEEDS = (
     Need("the runs and sets of the full study on a GPU", r"sgmse-report study\b",
          (r"runs\.\w+=outputs/\S+", r"sets\.\w+=data/\S+", r"device=cuda")),
     Need("an export of the reference sp-uhh/sgmse", r"sgmse_ref", (r"sp-uhh/sgmse", r"/tmp/sgmse_ref")),
+    Need("a desktop session with a browser", r"\bxdg-open\b", (r"xdg-open \S+\.html",)),
     Need("the dnsmos extra from the package registry", r"--dnsmos|pip install",
          (r'pip install -e "\.\[dnsmos\]"',)),
 )
