@@ -19,16 +19,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from sgmse_nc.data.prepare.demo import make_demo_corpus
 from sgmse_nc.data.prepare.nonstationary import build_nonstationary
 from sgmse_nc.data.synthetic import NOISES
 from sgmse_nc.errors import UserError
-from sgmse_nc.eval import paired
-from sgmse_nc.eval.comparison import System
-from sgmse_nc.eval.folder import scored_rate
-from sgmse_nc.eval.rows import read_per_file
 from sgmse_nc.io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -131,39 +125,14 @@ def report(plan: StudyPlan, sets: dict[str, Path]) -> None:
     guidance = ",".join(f"{w:g}" for w in plan.guidance)
     run_command(["-m", "sgmse_nc.eval.report", *runs, *[f"+sets.{n}={p}" for n, p in sets.items()],
                  f"guidance=[{guidance}]", f"out_dir={plan.out / 'report'}", "diagnostics.enabled=false",
+                 f"baseline={BASELINE if BASELINE in plan.rows else 'null'}",
                  f"threads={plan.threads}",
                  *SCALES[plan.scale]["report"]], "the report")
 
 
-def cell_rows(plan: StudyPlan, set_name: str, row: str, seed: int) -> list[System]:
-    """The scored cells of one run on one set, as comparison systems labelled run (the row), seed and w (the
-    report's work folders: an unconditional row's one cell serves every w, so it gives one system)."""
-    work = plan.out / "report" / "work" / run_name(row, seed) / set_name
-    conditional = ROWS[row][0] != "encoder=none"
-    systems = []
-    for w in plan.guidance if conditional else [0.0]:
-        key = f"noise_ref_w{w:g}" if w > 0 else "null_w0"
-        per_file = work / key / "eval" / "per_file.csv"
-        labels = {"run": row, "w": f"{w:g}", "seed": str(seed)}
-        systems.append(System(labels, read_per_file(per_file)) if per_file.is_file()
-                       else System(labels, error=f"{per_file} missing"))
-    return systems
-
-
 def paired_tables(plan: StudyPlan, sets: dict[str, Path]) -> dict[str, str]:
-    tables = {}
-    metrics = ["pesq", "estoi", "si_sdr"]
-    for set_name, folder in sets.items():
-        systems = [s for r in plan.rows for seed in plan.seeds for s in cell_rows(plan, set_name, r, seed)]
-        manifest = pd.read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
-        cluster = paired.cluster_column(manifest.columns)
-        groups = manifest.set_index("id")[[cluster]] if cluster else None
-        baseline = BASELINE if BASELINE in plan.rows else None
-        rows = paired.paired_rows(systems, paired.study_pairs(systems, baseline), metrics, groups, cluster)
-        rate = scored_rate(plan.out / "report" / "work" / "noisy" / set_name / "eval")  # the report's noisy scoring
-        tables[set_name] = paired.write(rows, plan.out / "report" / set_name, f"{set_name}: paired differences",
-                                        sample_rate=rate)
-    return tables
+    """The report's paired tables of every set (it pools each row's seeds: its runs are named <row>_seed<k>)."""
+    return {name: (plan.out / "report" / name / "paired.md").read_text() for name in sets}
 
 
 def run_study(plan: StudyPlan) -> Path:

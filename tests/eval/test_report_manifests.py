@@ -230,3 +230,47 @@ def test_end_to_end_on_tiny_mixing_runs_with_an_aliased_manifest(tmp_path, speec
     assert "the centre 0.25 s of each reference file (the checkpoint's ref_seconds, as trained)" in header
     scores = pd.read_csv(tmp_path / "rep" / "diagnostics" / "mix" / "ood_scores.csv")
     assert len(scores) == 3 and np.isfinite(scores["ood_score"]).all()
+
+
+def test_paired_tables_compare_each_run_with_the_baseline_and_w_with_w0_pooling_seeds(tmp_path, speech, report,
+                                                                                       monkeypatch):
+    """report.md and <set>/paired.csv: every run × w against the `baseline` row and w against w = 0, runs named
+    <row>_seed<k> pooled over their seeds, the values recomputed here from the cells' per-file scores."""
+    def distorting_enhance(ckpt, noisy_dir, out_dir, options, ref_dir=None):  # each run × reference its own error
+        rng = np.random.default_rng(abs(hash((str(ckpt), ref_dir is None))) % 2**32)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        for path in Path(noisy_dir).glob("*.wav"):
+            wav, sr = sf.read(path)
+            sf.write(Path(out_dir) / path.name, wav + rng.uniform(0.001, 0.02) * rng.standard_normal(len(wav)), sr)
+        return {}
+    monkeypatch.setattr(enhancement, "enhance_folder", distorting_enhance)
+    make_set(tmp_path / "s", speech, {"category": ["rain", "dog", "rain", "dog"]})
+    runs = {"base_seed1": "none", "base_seed2": "none", "cfg_seed1": "cnn", "cfg_seed2": "cnn"}
+    code, out, log = report(f"+sets.s={tmp_path / 's'}", "guidance=[0,1]", "diagnostics.enabled=false",
+                            "baseline=base", runs=runs)
+    assert code == 0, log
+
+    def scores(run, cell):  # per-file SI-SDR of one cell, by id
+        (path,) = (out / "work" / run / "s").glob(f"{cell}/eval/per_file.csv")
+        return pd.read_csv(path).set_index("id")["si_sdr"]
+    unconditional = lambda run: scores(run, "*")  # noqa: E731 - the one cell of an unconditional run
+    rows = pd.read_csv(out / "s" / "paired.csv").set_index(["a", "b"])
+    expected = {("cfg w=1", "base w=0"): [scores(f"cfg_seed{k}", "noise_ref_w1") - unconditional(f"base_seed{k}")
+                                          for k in (1, 2)],
+                ("cfg w=0", "base w=0"): [scores(f"cfg_seed{k}", "null_w0") - unconditional(f"base_seed{k}")
+                                          for k in (1, 2)],
+                ("cfg w=1", "cfg w=0"): [scores(f"cfg_seed{k}", "noise_ref_w1") - scores(f"cfg_seed{k}", "null_w0")
+                                         for k in (1, 2)]}
+    assert sorted(rows.index) == sorted(expected)
+    for pair, per_seed in expected.items():
+        row = rows.loc[pair]
+        assert row["n_seeds"] == 2 and row["n_files"] == 4 and row["cluster_by"] == "category"
+        assert row["mean"] == pytest.approx(pd.concat(per_seed, axis=1).mean(axis=1).mean(), abs=1e-9)
+        assert row["seeds_low"] < row["mean"] < row["seeds_high"]
+        assert abs(row["mean"]) > 1e-3  # the runs differ, so a swapped or self pair would show
+    text = (out / "report.md").read_text()
+    assert "### s: paired differences" in text and "| cfg w=1 | base w=0 (baseline base) |" in text
+    assert "cluster-robust" in text
+
+    code, _, log = report(f"+sets.s={tmp_path / 's'}", "baseline=nope", "diagnostics.enabled=false", runs=runs)
+    assert code == 2 and "error: baseline=nope: not one of the runs" in log, log

@@ -41,8 +41,8 @@ def test_miniature_study_end_to_end_and_resume(tmp_path):
         rows = pd.read_csv(study / "report" / name / "paired.csv")
         # the CFG row against the baseline at every w, and w = 1, 3 against w = 0; pooled over both seeds
         pairs = set(zip(rows["a"], rows["b"], rows["against"]))
-        assert ("cfg_p0.2 w=1", "sgmse_baseline w=0", "baseline sgmse_baseline") in pairs
-        assert ("cfg_p0.2 w=3", "cfg_p0.2 w=0", "w=0") in pairs
+        assert ("cfg_p0_2 w=1", "sgmse_baseline w=0", "baseline sgmse_baseline") in pairs
+        assert ("cfg_p0_2 w=3", "cfg_p0_2 w=0", "w=0") in pairs
         assert (rows["n_seeds"] == 2).all() and rows["seeds_units"].eq(2).all()
         assert f"# {name}: paired differences" in text
     assert "cluster-robust" in text and (study / "report" / "report.md").is_file()

@@ -272,7 +272,8 @@ def write_page(study: Study, tables: dict) -> Path:
         for heading, head, rows in comparison.sections(result):
             parts += ([f"<h3>{html.escape(heading)}</h3>"] if heading else []) + [_table_html(head, rows)]
         parts.append("<ul>" + "".join(f"<li>{_cell_html(line)}</li>" for line in comparison.footer(result)) + "</ul>")
-        files = [out / set_name / f"comparison.{ext}" for ext in ("md", "csv", "json")]
+        files = [out / set_name / f"{stem}.{ext}" for stem, exts in (("comparison", ("md", "csv", "json")),
+                                                                     ("paired", ("md", "csv"))) for ext in exts]
         parts.append("<p>Tables as files: " + ", ".join(f'<a href="{_href(f, out)}">{f.name}</a>' for f in files
                                                         if f.is_file()) + "</p>")
         plots = sorted((out / set_name).glob("*.png"), key=lambda p: (p.name != "plot_vs_w.png", p.name))

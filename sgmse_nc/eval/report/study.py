@@ -14,6 +14,7 @@ is the snr grouping, noise_category the category one). A grouping no set provide
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,6 +265,7 @@ class Study:
         sets = {name: check_set(name, path, needed) for name, path in expand_sets(cfg.sets).items()}
         sampler = {k: v for k, v in OmegaConf.to_container(cfg.get("sampler") or {}).items() if v is not None}
         check_values(cfg, runs, sampler)
+        check_baseline(cfg.get("baseline"), runs)
         return cls(cfg, runs, sets, cells(cfg.guidance, references), references, sampler, set_groupings(cfg, sets))
 
     @property
@@ -309,6 +311,16 @@ class Study:
         return oracle_references(folder, self.out_dir / "work" / "train_refs" / run.name)
 
 
+# a run named <row>_seed<k> is row <row> trained with seed k: paired differences pool its seeds
+SEEDED_RUN = re.compile(r"^(?P<row>.+)_seed(?P<seed>\d+)$")
+
+
+def row_and_seed(run_name: str) -> tuple[str, str | None]:
+    """The row a run repeats and its seed (None when the name carries no _seed<k>)."""
+    match = SEEDED_RUN.match(run_name)
+    return (match["row"], match["seed"]) if match else (run_name, None)
+
+
 # The report config's numbers and their ranges, checked at start: a bad value is one `error:` line, not a study
 # whose every condition failed.
 NUMBERS = {"seed": SEED, "threads": THREADS, "batch_size": BATCH, "sampler.N": STEPS,
@@ -316,6 +328,14 @@ NUMBERS = {"seed": SEED, "threads": THREADS, "batch_size": BATCH, "sampler.N": S
            "diagnostics.max_train": Number(int, low=1, high=10**6), "diagnostics.k": Number(int, low=1, high=1000),
            "diagnostics.s_lo": Number(float, low=-1e6, high=1e6), "diagnostics.s_hi": Number(float, low=-1e6, high=1e6),
            "ref_seconds": Number(float, low=MIN_REF_SECONDS, high=600)}
+
+
+def check_baseline(baseline, runs: list[Run]) -> None:
+    """The paired tables' baseline names one of the runs (or the row of runs named <row>_seed<k>)."""
+    names = list(dict.fromkeys(n for run in runs for n in (run.name, row_and_seed(run.name)[0])))
+    if baseline is not None and str(baseline) not in names:
+        raise OptionError(f"baseline={baseline}: not one of the runs; use one of {names} (or baseline=null: "
+                          f"only w against w = 0 within each run).")
 
 
 def check_values(cfg, runs: list[Run], sampler: dict) -> None:

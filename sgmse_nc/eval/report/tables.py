@@ -1,6 +1,8 @@
 """The report's tables: per test set a comparison (rows run × w (× reference), noisy first; by SNR and by
-category) with its plots, each run folder's own rows, and report.md (a header stating the scale: backbone,
-steps, data, sampler, N, seeds; then every set's tables)."""
+category) with its plots, paired differences with 95% intervals (every run × w against the `baseline` run,
+and w against w = 0 within a run; runs named <row>_seed<k> are one row repeated over seeds), each run
+folder's own rows, and report.md (a header stating the scale: backbone, steps, data, sampler, N, seeds;
+then every set's tables)."""
 from __future__ import annotations
 
 import pandas as pd
@@ -8,10 +10,10 @@ import torch
 
 from sgmse_nc.audio import list_audio
 from sgmse_nc.enhance.core import describe_reference_length
-from sgmse_nc.eval import comparison
+from sgmse_nc.eval import comparison, paired
 from sgmse_nc.eval.folder import load_groups, scored_rate
 from sgmse_nc.eval.report.plots import plot_snr_bars, plot_spectrograms, plot_vs_w
-from sgmse_nc.eval.report.study import Cell, Run, Study
+from sgmse_nc.eval.report.study import Cell, Run, Study, row_and_seed
 from sgmse_nc.eval.rows import read_per_file
 from sgmse_nc.io import write_text_atomic
 
@@ -49,6 +51,33 @@ def title(study: Study, set_name: str) -> str:
     return f"{set_name}" + (" — ORACLE references (the noise mixed into the input)" if study.oracle else "")
 
 
+def paired_systems(study: Study, set_name: str, extra=()) -> list[comparison.System]:
+    """Every scored cell of the set as a paired-difference system labelled by its row (and seed)."""
+    systems = []
+    for run in study.runs:
+        row, seed = row_and_seed(run.name)
+        cells = [_system(study, run, set_name, cell) for cell in study.run_cells(run)]
+        for system in cells + [s for s in extra if s.labels["run"] == run.name]:
+            labels = {**system.labels, "run": row, **({paired.SEED: seed} if seed is not None else {})}
+            systems.append(comparison.System(labels, system.per_file, system.error))
+    return systems
+
+
+def write_paired_tables(study: Study, set_name: str, extra=()) -> str:
+    """<set>/paired.{md,csv}: the pairs the study compares (paired.study_pairs), clustered by the manifest's
+    noise class or recording column when it has one; returns the Markdown."""
+    systems = paired_systems(study, set_name, extra)
+    noisy = read_per_file(study.per_file(set_name))
+    manifest = study.sets[set_name] / "manifest.csv"
+    columns = pd.read_csv(manifest, dtype=str, nrows=0).columns if manifest.is_file() else []
+    cluster = paired.cluster_column(columns)
+    groups = load_groups(manifest, list(noisy["id"]), [cluster]) if cluster else None
+    baseline = study.cfg.get("baseline")
+    rows = paired.paired_rows(systems, paired.study_pairs(systems, baseline), study.metrics, groups, cluster)
+    return paired.write(rows, study.out_dir / set_name, f"{title(study, set_name)}: paired differences",
+                        sample_rate=scored_rate(study.per_file(set_name).parent))
+
+
 def write_set_tables(study: Study, set_name: str, extra=()) -> dict:
     """<set>/comparison.{md,csv,json} and plots; each run folder gets reports/<out_dir name>/<set>/ of its rows."""
     out = study.out_dir / set_name
@@ -58,6 +87,7 @@ def write_set_tables(study: Study, set_name: str, extra=()) -> dict:
     for run in study.runs:
         plot_snr_bars(result, run.name, out / f"plot_snr_{run.name}.png")
     plot_spectrograms(study, set_name, out / "spectrograms.png")
+    write_paired_tables(study, set_name, extra)
     for run in study.runs:  # each run folder gets its own rows
         if run.folder is not None:
             own = set_comparison(study, set_name, extra, only=run)
@@ -92,6 +122,9 @@ def write_report(study: Study, tables: dict) -> str:
     parts += [f"- {line}" for line in header(study)]
     for set_name, result in tables.items():
         parts += ["", comparison.markdown(result, title(study, set_name)), f"![metric vs w]({set_name}/plot_vs_w.png)"]
+        paired_md = study.out_dir / set_name / "paired.md"
+        if paired_md.is_file():  # written by write_set_tables; its title one level below the report's
+            parts += ["", "##" + paired_md.read_text().rstrip("\n")]
     text = "\n".join(parts) + "\n"
     write_text_atomic(study.out_dir / "report.md", text)
     return text
